@@ -1,0 +1,3 @@
+from edgeslim.cli import entrypoint
+
+entrypoint()

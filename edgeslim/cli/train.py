@@ -1,0 +1,81 @@
+"""`edgeslim train`: train a zoo model (or your own .keras) on a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeslim.cli.app import app, console, print_json
+
+
+@app.command()
+def train(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Zoo name (mnistnet1-3, lenet5, cifarnet, dscnn, resnet8, digits_cnn) "
+            "or a path to a .keras model."
+        ),
+    ] = "digits_cnn",
+    dataset: Annotated[str, typer.Option(help="digits, mnist, fashion_mnist or npz.")] = "digits",
+    data_dir: Annotated[Path | None, typer.Option(help="IDX folder (mnist) or .npz file (npz).")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder: model.keras, history.json, metrics.json.")] = Path(
+        "runs/train"
+    ),
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    optimizer: Annotated[str, typer.Option(help="sgd, momentum, nesterov or adam.")] = "nesterov",
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.01,
+    momentum: Annotated[float, typer.Option(help="Momentum for momentum/nesterov.")] = 0.9,
+    schedule: Annotated[str, typer.Option(help="constant, step or cosine.")] = "constant",
+    l2: Annotated[float, typer.Option(help="L2 weight penalty on kernels.")] = 0.0,
+    early_stopping: Annotated[int, typer.Option(help="Patience on validation loss (0: off).")] = 0,
+    augment_shift: Annotated[float, typer.Option(help="Random shift, fraction of the size.")] = 0.0,
+    augment_rotation: Annotated[float, typer.Option(help="Random rotation, fraction of a turn.")] = 0.0,
+    augment_flip: Annotated[bool, typer.Option(help="Random horizontal flips.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (training is repeatable on CPU).")] = 0,
+    unsafe_load: Annotated[
+        bool, typer.Option(help="Allow a .keras model that carries code (Lambda).")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train a model and write RUN/model.keras, RUN/history.json and RUN/metrics.json."""
+    from edgeslim.train.config import TrainConfig
+    from edgeslim.train.run import train_to_dir
+
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        learning_rate=lr,
+        momentum=momentum,
+        schedule=schedule,
+        l2=l2,
+        early_stopping=early_stopping,
+        augment_shift=augment_shift,
+        augment_rotation=augment_rotation,
+        augment_flip=augment_flip,
+        seed=seed,
+    )
+    run = train_to_dir(
+        model,
+        dataset,
+        out,
+        config,
+        data_dir=data_dir,
+        unsafe=unsafe_load,
+        progress=not (quiet or json_output),
+    )
+    if json_output:
+        print_json(run.metrics)
+        return
+    m = run.metrics
+    console.print(
+        f"[green]trained[/] {m['model']} on {m['dataset']['name']}: "
+        f"test accuracy [bold]{m['test_accuracy']:.2%}[/], "
+        f"{m['params']:,} parameters, {m['macs']:,} multiplications, {m['seconds_per_epoch']:.1f} s/epoch"
+    )
+    console.print(f"wrote {run.model_path}")

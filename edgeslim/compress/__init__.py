@@ -1,0 +1,1 @@
+"""Compression stages (filled by the compression issue). Importing this registers custom layers."""

@@ -1,0 +1,72 @@
+"""Loading and saving Keras models: safe mode by default, atomic writes, errors that say what to do."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgeslim.atomic import atomic_path
+from edgeslim.errors import EdgeslimError
+
+if TYPE_CHECKING:
+    import keras
+
+
+def load_keras_model(path: str | Path, unsafe: bool = False) -> keras.Model:
+    """Load a ``.keras`` file with ``safe_mode=True`` unless ``unsafe`` (the CLI's ``--unsafe-load``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeslimError(
+            f"{path}: no such model file", "check the path, or train one with `edgeslim train`"
+        )
+    if path.suffix != ".keras":
+        raise EdgeslimError(
+            f"{path}: expected a Keras 3 '.keras' file", "re-save the model with model.save('m.keras')"
+        )
+    if not zipfile.is_zipfile(path):
+        raise EdgeslimError(
+            f"{path}: not a valid .keras archive (corrupt or truncated)", "re-save or re-train it"
+        )
+    import keras
+
+    from edgeslim import compress as _compress  # noqa: F401 - registers the custom layers stages produce
+
+    try:
+        return keras.saving.load_model(path, safe_mode=not unsafe, compile=False)
+    except ValueError as exc:
+        text = str(exc)
+        if "safe_mode" in text or "Lambda" in text or "lambda" in text:
+            raise EdgeslimError(
+                f"{path}: refused under safe mode: the model carries Python code (a Lambda layer)",
+                "pass --unsafe-load only if you trust where this file came from",
+            ) from None
+        if "Could not locate" in text or "Unknown layer" in text or "custom" in text.lower():
+            raise EdgeslimError(
+                f"{path}: the model uses a custom class Keras cannot find ({text.splitlines()[0][:160]})",
+                "register the class with keras.saving.register_keras_serializable, or rebuild the model from "
+                "standard layers",
+            ) from None
+        raise EdgeslimError(
+            f"{path}: cannot load the model ({text.splitlines()[0][:200]})", "re-save it"
+        ) from None
+    except (OSError, KeyError, zipfile.BadZipFile, TypeError) as exc:
+        raise EdgeslimError(
+            f"{path}: corrupt .keras file ({type(exc).__name__}: {exc})", "re-save it"
+        ) from None
+
+
+def save_keras_model(model: keras.Model, path: str | Path) -> Path:
+    """Save atomically: a crash mid-save leaves the previous file, never a half-written one."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return Path(path)
+
+
+def clone_with_weights(model: keras.Model) -> keras.Model:
+    """A deep copy (new layers, same weights): stages work on this, so they never mutate their input."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone

@@ -1,0 +1,69 @@
+"""`edgeslim train` as a Python function: build or load a model, train it, write the run folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeslim.atomic import write_json
+from edgeslim.data import load_dataset
+from edgeslim.errors import EdgeslimError
+from edgeslim.train.config import TrainConfig
+
+
+@dataclass
+class TrainRun:
+    model_path: Path
+    metrics: dict[str, Any]
+    history: dict[str, list[float]]
+
+
+def resolve_model(
+    spec: str, input_shape: tuple[int, ...], num_classes: int, unsafe: bool = False, seed: int = 0
+):
+    """A zoo name builds a fresh model; a path loads a user's ``.keras`` model (safe mode)."""
+    from edgeslim.train.zoo import MODELS, build_model
+
+    if spec in MODELS:
+        return build_model(spec, input_shape, num_classes, seed=seed)
+    if spec.endswith(".keras") or "/" in spec or Path(spec).exists():
+        from edgeslim.modelio import load_keras_model
+
+        return load_keras_model(spec, unsafe=unsafe)
+    raise EdgeslimError(
+        f"unknown model {spec!r}", f"choose one of {sorted(MODELS)} or give a path to a .keras file"
+    )
+
+
+def train_to_dir(
+    model: str,
+    dataset: str,
+    out: str | Path,
+    config: TrainConfig,
+    data_dir: str | Path | None = None,
+    unsafe: bool = False,
+    progress: bool = True,
+) -> TrainRun:
+    """Train and write ``out/model.keras``, ``out/history.json`` and ``out/metrics.json`` atomically."""
+    from edgeslim.analysis.keras_model import analyze_keras
+    from edgeslim.modelio import save_keras_model
+    from edgeslim.train.fit import train_model
+
+    data = load_dataset(dataset, data_dir, seed=config.seed)
+    net = resolve_model(model, data.input_shape, data.num_classes, unsafe=unsafe, seed=config.seed)
+    result = train_model(net, data, config, progress=progress)
+    stats = analyze_keras(result.model)
+    metrics = {
+        **result.metrics,
+        "model": result.model.name,
+        "dataset": data.summary(),
+        "params": stats.total_params,
+        "macs": stats.total_macs,
+        "config": config.to_dict(),
+    }
+    out = Path(out)
+    model_path = save_keras_model(result.model, out / "model.keras")
+    write_json(out / "history.json", result.history)
+    write_json(out / "metrics.json", metrics)  # last: its presence means the folder is complete
+    return TrainRun(model_path=model_path, metrics=metrics, history=result.history)

@@ -1,0 +1,194 @@
+"""The model zoo: the course's reference networks plus MLPerf Tiny-style ones, built by name.
+
+Every builder takes ``input_shape`` and ``num_classes`` and returns a plain Keras 3 model. The
+layers are named so that records and reports can point at them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+from keras import layers
+
+from edgeslim.errors import EdgeslimError
+
+
+def mnistnet1(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Dense 784-1024-10, tanh then softmax (814,090 parameters on MNIST)."""
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            layers.Flatten(name="flatten"),
+            layers.Dense(1024, activation="tanh", name="dense1"),
+            layers.Dense(num_classes, activation="softmax", name="output"),
+        ],
+        name="mnistnet1",
+    )
+
+
+def mnistnet2(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Dense 784-512-512-512-10, tanh, dropout 0.2 (932,362 parameters on MNIST)."""
+    stack: list[layers.Layer] = [keras.Input(input_shape), layers.Flatten(name="flatten")]
+    for i in range(1, 4):
+        stack += [
+            layers.Dense(512, activation="tanh", name=f"dense{i}"),
+            layers.Dropout(0.2, name=f"dropout{i}"),
+        ]
+    stack.append(layers.Dense(num_classes, activation="softmax", name="output"))
+    return keras.Sequential(stack, name="mnistnet2")
+
+
+def _course_cnn(input_shape: tuple[int, ...], num_classes: int, second_pool: int, name: str) -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            layers.Conv2D(64, 7, activation="relu", name="conv1"),
+            layers.Conv2D(64, 7, activation="relu", name="conv2"),
+            layers.MaxPooling2D(2, name="pool1"),
+            layers.Dropout(0.25, name="dropout1"),
+            layers.Conv2D(128, 3, activation="relu", name="conv3"),
+            layers.Conv2D(128, 3, activation="relu", name="conv4"),
+            layers.MaxPooling2D(second_pool, name="pool2"),
+            layers.Dropout(0.25, name="dropout2"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(512, activation="relu", name="dense1"),
+            layers.Dropout(0.5, name="dropout3"),
+            layers.Dense(num_classes, activation="softmax", name="output"),
+        ],
+        name=name,
+    )
+
+
+def mnistnet3(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Conv 7x7x64 (valid) x2, pool, conv 3x3x128 x2, pool, dense 512 (693,194 parameters on MNIST)."""
+    return _course_cnn(input_shape, num_classes, second_pool=2, name="mnistnet3")
+
+
+def cifarnet(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """mnistnet3's layout for colour input, with 3x3 max pooling as the second pooling layer."""
+    return _course_cnn(input_shape, num_classes, second_pool=3, name="cifarnet")
+
+
+def lenet5(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """LeNet-5. Inputs smaller than 32x32 are zero-padded to 32x32, as LeCun did for 28x28 MNIST."""
+    height, width = input_shape[0], input_shape[1]
+    stack: list[layers.Layer] = [keras.Input(input_shape)]
+    if height < 32 or width < 32:
+        pad_h, pad_w = max(0, 32 - height), max(0, 32 - width)
+        stack.append(
+            layers.ZeroPadding2D(
+                ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)), name="pad"
+            )
+        )
+    stack += [
+        layers.Conv2D(6, 5, activation="tanh", name="conv1"),
+        layers.AveragePooling2D(2, name="pool1"),
+        layers.Conv2D(16, 5, activation="tanh", name="conv2"),
+        layers.AveragePooling2D(2, name="pool2"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(120, activation="tanh", name="dense1"),
+        layers.Dense(84, activation="tanh", name="dense2"),
+        layers.Dense(num_classes, activation="softmax", name="output"),
+    ]
+    return keras.Sequential(stack, name="lenet5")
+
+
+def dscnn(input_shape: tuple[int, ...], num_classes: int, filters: int = 64, blocks: int = 4) -> keras.Model:
+    """MLPerf Tiny keyword-spotting DS-CNN: a strided conv, then depthwise-separable blocks, BN, ReLU, GAP."""
+    inputs = keras.Input(input_shape)
+    x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name="conv1")(inputs)
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.ReLU(name="relu1")(x)
+    for i in range(1, blocks + 1):
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{i}")(x)
+        x = layers.BatchNormalization(name=f"dw{i}_bn")(x)
+        x = layers.ReLU(name=f"dw{i}_relu")(x)
+        x = layers.Conv2D(filters, 1, use_bias=False, name=f"pw{i}")(x)
+        x = layers.BatchNormalization(name=f"pw{i}_bn")(x)
+        x = layers.ReLU(name=f"pw{i}_relu")(x)
+    x = layers.Dropout(0.4, name="dropout")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="output")(x)
+    return keras.Model(inputs, outputs, name="dscnn")
+
+
+def resnet8(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """MLPerf Tiny's CIFAR-10 ResNet-8: three residual stacks (16, 32, 64 filters), BN, Add, GAP."""
+    l2 = keras.regularizers.L2(1e-4)
+    inputs = keras.Input(input_shape)
+    x = layers.Conv2D(16, 3, padding="same", kernel_regularizer=l2, name="conv1")(inputs)
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.Activation("relu", name="relu1")(x)
+    for stack, (filters, strides) in enumerate([(16, 1), (32, 2), (64, 2)], start=1):
+        y = layers.Conv2D(
+            filters, 3, strides=strides, padding="same", kernel_regularizer=l2, name=f"s{stack}_conv1"
+        )(x)
+        y = layers.BatchNormalization(name=f"s{stack}_bn1")(y)
+        y = layers.Activation("relu", name=f"s{stack}_relu1")(y)
+        y = layers.Conv2D(filters, 3, padding="same", kernel_regularizer=l2, name=f"s{stack}_conv2")(y)
+        y = layers.BatchNormalization(name=f"s{stack}_bn2")(y)
+        if strides != 1:  # the shortcut must match the block's new shape
+            x = layers.Conv2D(
+                filters, 1, strides=strides, padding="same", kernel_regularizer=l2, name=f"s{stack}_short"
+            )(x)
+        x = layers.Add(name=f"s{stack}_add")([x, y])
+        x = layers.Activation("relu", name=f"s{stack}_relu2")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="output")(x)
+    return keras.Model(inputs, outputs, name="resnet8")
+
+
+def digits_cnn(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """The small default for 8x8 digits: two 3x3 convs, a pool, a dense layer (about 38k parameters)."""
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
+            layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2"),
+            layers.MaxPooling2D(2, name="pool1"),
+            layers.Dropout(0.25, name="dropout1"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(64, activation="relu", name="dense1"),
+            layers.Dropout(0.25, name="dropout2"),
+            layers.Dense(num_classes, activation="softmax", name="output"),
+        ],
+        name="digits_cnn",
+    )
+
+
+MODELS: dict[str, Callable[[tuple[int, ...], int], keras.Model]] = {
+    "mnistnet1": mnistnet1,
+    "mnistnet2": mnistnet2,
+    "mnistnet3": mnistnet3,
+    "lenet5": lenet5,
+    "cifarnet": cifarnet,
+    "dscnn": dscnn,
+    "resnet8": resnet8,
+    "digits_cnn": digits_cnn,
+}
+
+
+def build_model(
+    name: str, input_shape: tuple[int, ...], num_classes: int, seed: int | None = 0
+) -> keras.Model:
+    """Build a zoo model by name for the given input shape and class count.
+
+    ``seed`` fixes the initial weights (None leaves Keras' global random state as it is).
+    """
+    if name not in MODELS:
+        raise EdgeslimError(
+            f"unknown model {name!r}", f"choose one of {sorted(MODELS)} or give a .keras path"
+        )
+    if len(input_shape) != 3:
+        raise EdgeslimError(f"model {name} needs image input (H, W, C), got shape {tuple(input_shape)}")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    try:
+        return MODELS[name](tuple(input_shape), num_classes)
+    except ValueError as exc:
+        # Keras says e.g. "negative dimension" when valid convolutions shrink a small image to nothing.
+        raise EdgeslimError(
+            f"model {name} does not fit input shape {tuple(input_shape)}: {str(exc).splitlines()[0]}",
+            "pick a model made for this input size (digits_cnn or lenet5 for 8x8, mnistnet3 for 28x28)",
+        ) from None

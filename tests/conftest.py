@@ -1,0 +1,76 @@
+"""Session-scoped data and briefly trained models shared by every test module.
+
+Real data only: digits ships with scikit-learn; MNIST is the real t10k set in ../shared/data/mnist
+(tests that need it skip with a reason when the folder is absent).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST files not found in {MNIST_DIR}")
+    return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from edgeslim.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    from edgeslim.data import load_dataset
+
+    return load_dataset("mnist", mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def digits_model(digits):
+    """digits_cnn trained for a few seconds (about 95 % test accuracy). Never mutate it in a test."""
+    from edgeslim.train.config import TrainConfig
+    from edgeslim.train.fit import train_model
+    from edgeslim.train.zoo import build_model
+
+    config = TrainConfig(epochs=10, batch_size=32, optimizer="adam", learning_rate=0.003, seed=0)
+    return train_model(
+        build_model("digits_cnn", digits.input_shape, 10), digits, config, progress=False
+    ).model
+
+
+@pytest.fixture(scope="session")
+def mnist_model(mnist):
+    """A small CNN (lenet5) trained briefly on the real MNIST split (about 95 %). Never mutate it."""
+    from edgeslim.train.config import TrainConfig
+    from edgeslim.train.fit import train_model
+    from edgeslim.train.zoo import build_model
+
+    config = TrainConfig(epochs=3, batch_size=64, optimizer="adam", learning_rate=0.002, seed=0)
+    return train_model(build_model("lenet5", mnist.input_shape, 10), mnist, config, progress=False).model
+
+
+@pytest.fixture(scope="session")
+def digits_model_path(digits_model, tmp_path_factory) -> Path:
+    from edgeslim.modelio import save_keras_model
+
+    return save_keras_model(digits_model, tmp_path_factory.mktemp("models") / "digits_cnn.keras")
+
+
+@pytest.fixture(scope="session")
+def mnist_model_path(mnist_model, tmp_path_factory) -> Path:
+    from edgeslim.modelio import save_keras_model
+
+    return save_keras_model(mnist_model, tmp_path_factory.mktemp("models") / "lenet5_mnist.keras")

@@ -1,0 +1,101 @@
+"""Real training runs: digits (the default) and MNIST from the real t10k files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeslim.cli import main
+
+
+def test_digits_default_reaches_90_percent(digits, digits_model):
+    from edgeslim.train.fit import evaluate_keras
+
+    assert evaluate_keras(digits_model, digits)["test_accuracy"] >= 0.90
+
+
+def test_mnist_short_training_reaches_90_percent(mnist, mnist_model):
+    from edgeslim.train.fit import evaluate_keras
+
+    assert evaluate_keras(mnist_model, mnist)["test_accuracy"] >= 0.90
+
+
+def test_cli_train_writes_model_history_and_metrics(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--model",
+            "digits_cnn",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.003",
+            "--batch-size",
+            "32",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert printed["test_accuracy"] == saved["test_accuracy"] > 0.5
+    assert saved["params"] == 38_282 and saved["macs"] > 0 and saved["seconds_per_epoch"] > 0
+    assert len(json.loads((out / "history.json").read_text())["loss"]) == 2
+    assert (out / "model.keras").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]  # atomic writes leave no temporaries
+
+
+def test_training_is_repeatable(digits):
+    from edgeslim.train.config import TrainConfig
+    from edgeslim.train.fit import train_model
+    from edgeslim.train.zoo import build_model
+
+    config = TrainConfig(epochs=1, batch_size=64, optimizer="adam", learning_rate=0.003, seed=7)
+    first = train_model(build_model("digits_cnn", (8, 8, 1), 10, seed=7), digits, config, progress=False)
+    second = train_model(build_model("digits_cnn", (8, 8, 1), 10, seed=7), digits, config, progress=False)
+    for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"optimizer": "sgd", "schedule": "step", "step_epochs": 1},
+        {"optimizer": "momentum", "schedule": "cosine", "l2": 1e-3},
+        {
+            "optimizer": "nesterov",
+            "early_stopping": 1,
+            "augment_shift": 0.1,
+            "augment_rotation": 0.05,
+            "augment_flip": True,
+        },
+    ],
+)
+def test_recipes_train(digits, overrides):
+    from edgeslim.train.config import TrainConfig
+    from edgeslim.train.fit import train_model
+    from edgeslim.train.zoo import build_model
+
+    config = TrainConfig(epochs=2, batch_size=64, learning_rate=0.05, **overrides)
+    result = train_model(build_model("digits_cnn", (8, 8, 1), 10), digits, config, progress=False)
+    assert np.isfinite(result.history["loss"]).all()
+    assert result.metrics["test_accuracy"] > 0.3
+
+
+def test_l2_penalty_enters_the_loss(digits):
+    from edgeslim.train.fit import apply_l2
+    from edgeslim.train.zoo import build_model
+
+    model = build_model("digits_cnn", (8, 8, 1), 10)
+    assert not model.losses
+    apply_l2(model, 1e-2)
+    assert float(sum(model.losses)) > 0
