@@ -74,3 +74,12 @@ def mnist_model_path(mnist_model, tmp_path_factory) -> Path:
     from edgeslim.modelio import save_keras_model
 
     return save_keras_model(mnist_model, tmp_path_factory.mktemp("models") / "lenet5_mnist.keras")
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """The embedded default pipeline (digits), run once for the pipeline, report and deploy tests."""
+    from edgeslim.pipeline import load_config, run_pipeline
+
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    return run_dir, run_pipeline(load_config(), run_dir, progress=False)

@@ -13,6 +13,10 @@ from edgeslim.errors import EdgeslimError
 COMMAND_MODULES = [
     "edgeslim.cli.train",
     "edgeslim.cli.inspect",
+    "edgeslim.cli.pipeline",
+    "edgeslim.cli.deploy",
+    "edgeslim.cli.export",
+    "edgeslim.cli.run",
 ]
 
 for _module in COMMAND_MODULES:
@@ -21,6 +25,13 @@ for _module in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a user mistake (EdgeslimError) becomes one line on stderr and exit code 2."""
+    from edgeslim.cli.stderr_filter import filtered_stderr
+
+    with filtered_stderr():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except EdgeslimError as exc:

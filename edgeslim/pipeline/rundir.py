@@ -1,0 +1,104 @@
+"""The run directory: one folder per step, each closed by a ``step.json`` marker written last.
+
+A step's cache key hashes its config section and its input's key, so changing step k changes the keys
+of k and everything after it. A step killed midway has no marker (or an old key) and is run again;
+every file is written atomically, so a half-written artifact is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeslim.atomic import sha256_file, write_json
+
+MARKER = "step.json"
+
+
+def step_key(section: Any, input_key: str) -> str:
+    text = json.dumps(section, sort_keys=True, default=str) + "|" + input_key
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached(step_dir: Path, key: str, outputs: list[str]) -> dict[str, Any] | None:
+    """The marker of a completed step with this key whose outputs are intact, else None."""
+    marker = step_dir / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if info.get("key") != key:
+        return None
+    hashes = info.get("sha256", {})
+    for name in outputs:
+        path = step_dir / name
+        if not path.is_file() or hashes.get(name) != sha256_file(path):
+            return None
+    return info
+
+
+def close_step(step_dir: Path, key: str, outputs: list[str], seconds: float, extra: dict[str, Any] | None = None) -> dict:
+    info = {
+        "key": key,
+        "seconds": seconds,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "sha256": {name: sha256_file(step_dir / name) for name in outputs},
+        **(extra or {}),
+    }
+    write_json(step_dir / MARKER, info)
+    return info
+
+
+@dataclass
+class StepOutcome:
+    name: str
+    directory: Path
+    key: str
+    cached: bool
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def tool_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for dist in ("edgeslim", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert",
+                 "tflite-micro", "numpy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_manifest(run_dir: Path, config: dict[str, Any], steps: list[StepOutcome], total_seconds: float) -> Path:
+    artifacts = []
+    for step in steps:
+        for path in sorted(step.directory.rglob("*")):
+            if path.is_file() and path.name != MARKER and not path.name.startswith(".tmp"):
+                artifacts.append({
+                    "path": str(path.relative_to(run_dir)),
+                    "sha256": sha256_file(path),
+                    "bytes": path.stat().st_size,
+                    "step": step.name,
+                })
+    manifest = {
+        "schema": 1,
+        "config": config,
+        "tool_versions": tool_versions(),
+        "steps": [
+            {"name": s.name, "dir": str(s.directory.relative_to(run_dir)), "key": s.key, "cached": s.cached,
+             "seconds": s.seconds}
+            for s in steps
+        ],
+        "total_seconds": total_seconds,
+        "artifacts": artifacts,
+    }
+    return write_json(run_dir / "manifest.json", manifest)

@@ -1,0 +1,98 @@
+"""The report's plots (matplotlib, PNG): accuracy vs bytes with the Pareto front, accuracy vs
+multiplications, and per-layer multiplications before and after the chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeslim.atomic import atomic_path
+from edgeslim.report.model import pareto_front
+
+
+def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a build server
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = {
+        "accuracy_vs_bytes": _accuracy_vs_bytes(report, out_dir / "accuracy_vs_bytes.png"),
+        "accuracy_vs_macs": _accuracy_vs_macs(report, out_dir / "accuracy_vs_macs.png"),
+    }
+    if len(report["stages"]) > 1:
+        plots["layer_macs"] = _layer_macs(report, out_dir / "layer_macs.png")
+    return plots
+
+
+def _points(report: dict[str, Any]) -> list[tuple[str, float, float, str]]:
+    pts = [(s["name"], s["deployed"]["bytes"], s["deployed"]["accuracy"], "stage") for s in report["stages"]]
+    pts += [(a["name"], a["bytes"], a["accuracy"], "artifact") for a in report["artifacts"]]
+    return [(n, b, a, kind) for n, b, a, kind in pts if b and a is not None]
+
+
+def _accuracy_vs_bytes(report: dict[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    points = _points(report)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for kind, marker, color in (("stage", "o", "tab:blue"), ("artifact", "s", "tab:orange")):
+        sel = [(b, a, n) for n, b, a, k in points if k == kind]
+        if sel:
+            ax.scatter([b for b, _, _ in sel], [a * 100 for _, a, _ in sel], marker=marker, color=color,
+                       label="stage (LiteRT)" if kind == "stage" else "exported artifact", zorder=3)
+            if kind == "stage":  # artifacts share sizes with the last stage: their labels would pile up
+                for b, a, n in sel:
+                    ax.annotate(n, (b, a * 100), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    front = sorted(pareto_front([(b, a) for _, b, a, _ in points]))
+    if front:
+        ax.plot([b for b, _ in front], [a * 100 for _, a in front], "--", color="tab:green", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("deployed bytes (log scale)")
+    ax.set_ylabel("test accuracy in runtime (%)")
+    ax.set_title("Accuracy vs deployed size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _accuracy_vs_macs(report: dict[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    stages = [s for s in report["stages"] if s["deployed"]["accuracy"] is not None]
+    ax.plot([s["macs"] for s in stages], [s["deployed"]["accuracy"] * 100 for s in stages], "o-", color="tab:blue")
+    for s in stages:
+        ax.annotate(s["name"], (s["macs"], s["deployed"]["accuracy"] * 100), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("multiplications per inference (log scale)")
+    ax.set_ylabel("test accuracy in LiteRT (%)")
+    ax.set_title("Accuracy vs multiplications, stage by stage")
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def _layer_macs(report: dict[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    first, last = report["stages"][0], report["stages"][-1]
+    before = [(r["name"], r["macs"]) for r in first["layers"] if r["macs"]]
+    after = [(r["name"], r["macs"]) for r in last["layers"] if r["macs"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4.5), dpi=110, sharex=True)
+    for ax, rows, title in ((ax1, before, first["name"]), (ax2, after, last["name"])):
+        ax.barh([n for n, _ in rows][::-1], [m for _, m in rows][::-1], color="tab:purple")
+        ax.set_title(f"{title}: {sum(m for _, m in rows):,} multiplications", fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xscale("log")
+    fig.suptitle("Multiplications per layer, before and after the chain")
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
