@@ -28,21 +28,34 @@ def main() -> None:
         second_s = time.perf_counter() - start
     finally:
         shutil.rmtree(run_dir.parent, ignore_errors=True)
-    rows = [[a.name, f"{a.seconds:.1f}", "yes" if b.cached else "no"] for a, b in zip(first.steps, second.steps)]
+    rows = [
+        [a.name, f"{a.seconds:.1f}", "yes" if b.cached else "no"]
+        for a, b in zip(first.steps, second.steps, strict=True)
+    ]
     rows.append(["report + manifest", f"{first_s - sum(s.seconds for s in first.steps):.1f}", "rebuilt"])
     rows.append(["**total**", f"**{first_s:.1f}**", f"**{second_s:.2f} s on rerun**"])
     ratio = second_s / first_s
     text = "## Pipeline: the embedded default (benchmarks/pipeline.py)\n\n"
     text += "digits, digits_cnn, prune -> lowrank -> separable -> int8, exports cpu/mcu/edgetpu, report.\n\n"
     text += markdown_table(["step", "first run (s)", "skipped on rerun"], rows)
-    text += (f"\n\nRerun with nothing to do: {second_s:.2f} s = **{ratio:.1%}** of the first run "
-             f"(target < 10 %: {'met' if ratio < 0.10 else 'NOT met'}). First run {first_s:.0f} s "
-             f"(target < 180 s: {'met' if first_s < 180 else 'NOT met'}).\n")
+    text += (
+        f"\n\nRerun with nothing to do: {second_s:.2f} s = **{ratio:.1%}** of the first run "
+        f"(target < 10 %: {'met' if ratio < 0.10 else 'NOT met'}). First run {first_s:.0f} s "
+        f"(target < 180 s: {'met' if first_s < 180 else 'NOT met'}).\n"
+    )
     stages = first.report["stages"]
     text += "\n" + markdown_table(
         ["stage", "params", "multiplications", "deployed bytes", "LiteRT accuracy"],
-        [[s["name"], f"{s['params']:,}", f"{s['macs']:,}", f"{s['deployed']['bytes']:,}",
-          f"{s['deployed']['accuracy']:.2%}"] for s in stages],
+        [
+            [
+                s["name"],
+                f"{s['params']:,}",
+                f"{s['macs']:,}",
+                f"{s['deployed']['bytes']:,}",
+                f"{s['deployed']['accuracy']:.2%}",
+            ]
+            for s in stages
+        ],
     )
     update_section("pipeline", text)
     print(text)

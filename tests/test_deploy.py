@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -23,8 +22,13 @@ def base_venv(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("basevenv") / "venv"
     venv.EnvBuilder(with_pip=True).create(root)
     python = root / "bin" / "python"
-    result = subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], capture_output=True, text=True,
-                            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}, timeout=900)
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", str(REPO)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        timeout=900,
+    )
     if result.returncode != 0:
         pytest.fail(f"base install failed: {result.stderr[-2000:]}")
     return python
@@ -42,8 +46,13 @@ def test_rpi_bundle_runs_without_tensorflow(default_run, digits, base_venv, tmp_
     np.save(tmp_path / "batch.npy", raw)
     check = subprocess.run([str(base_venv), "-c", "import tensorflow"], capture_output=True)
     assert check.returncode != 0, "the base venv must not have TensorFlow"
-    result = subprocess.run([str(base_venv), str(bundle / "run.py"), str(tmp_path / "batch.npy"), "--json"],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    result = subprocess.run(
+        [str(base_venv), str(bundle / "run.py"), str(tmp_path / "batch.npy"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     predictions = json.loads(result.stdout)["predictions"]
     labels = [int(p["class"]) for p in predictions]

@@ -20,8 +20,16 @@ def test_default_pipeline_writes_every_step(default_run):
     run_dir, result = default_run
     assert not result.failures, result.failures
     names = [s.name for s in result.steps]
-    assert names == ["train", "01-prune", "02-lowrank", "03-separable", "04-quantize", "exports/cpu",
-                     "exports/mcu", "exports/edgetpu"]
+    assert names == [
+        "train",
+        "01-prune",
+        "02-lowrank",
+        "03-separable",
+        "04-quantize",
+        "exports/cpu",
+        "exports/mcu",
+        "exports/edgetpu",
+    ]
     for step in ("00-train", "01-prune", "02-lowrank", "03-separable", "04-quantize"):
         assert (run_dir / step / "model.keras").is_file() and (run_dir / step / "step.json").is_file()
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -77,8 +85,16 @@ def test_killed_run_resumes_cleanly(default_run, tmp_path):
     run_dir, _ = default_run
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    argv = [sys.executable, "-m", "edgeslim", "pipeline", "--out", str(copy), "--set",
-            "compress[2].separable.rank=1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "edgeslim",
+        "pipeline",
+        "--out",
+        str(copy),
+        "--set",
+        "compress[2].separable.rank=1",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if "03-separable: running" in line:
@@ -101,15 +117,21 @@ def test_killed_run_resumes_cleanly(default_run, tmp_path):
 
 def test_mnist_config(mnist_dir, tmp_path):
     config = tmp_path / "mnist.yaml"
-    config.write_text(yaml.safe_dump({
-        "dataset": {"name": "mnist", "data_dir": str(mnist_dir)},
-        "model": "lenet5",
-        "train": {"epochs": 1, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.002},
-        "compress": [{"prune": {"mode": "structured", "sparsity": 0.25, "finetune": {"epochs": 1}}},
-                     {"quantize": {"mode": "int8", "calib_samples": 100}}],
-        "export": {"targets": ["cpu"]},
-        "report": {"formats": ["json", "md"], "plots": False},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": {"name": "mnist", "data_dir": str(mnist_dir)},
+                "model": "lenet5",
+                "train": {"epochs": 1, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.002},
+                "compress": [
+                    {"prune": {"mode": "structured", "sparsity": 0.25, "finetune": {"epochs": 1}}},
+                    {"quantize": {"mode": "int8", "calib_samples": 100}},
+                ],
+                "export": {"targets": ["cpu"]},
+                "report": {"formats": ["json", "md"], "plots": False},
+            }
+        )
+    )
     out = tmp_path / "run"
     assert main(["pipeline", str(config), "--out", str(out), "--quiet"]) == 0
     report = json.loads((out / "report" / "report.json").read_text())

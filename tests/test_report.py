@@ -30,7 +30,9 @@ def test_report_rows_match_the_records(default_run):
         assert artifact["accuracy"] == sidecar["verification"]["accuracy"]
         assert artifact["bytes"] == (run_dir / artifact["path"]).stat().st_size
     base = report["baseline_accuracy"]
-    assert report["stages"][-1]["delta_vs_baseline"] == pytest.approx(report["stages"][-1]["deployed"]["accuracy"] - base)
+    assert report["stages"][-1]["delta_vs_baseline"] == pytest.approx(
+        report["stages"][-1]["deployed"]["accuracy"] - base
+    )
     mcu = [a for a in report["artifacts"] if a.get("mcu")]
     tpu = [a for a in report["artifacts"] if a.get("edgetpu")]
     assert mcu and mcu[0]["mcu"]["arena_bytes"] > 0
@@ -41,7 +43,11 @@ def test_report_rows_match_the_records(default_run):
 def test_markdown_has_stage_artifact_and_layer_tables(default_run):
     run_dir, _ = default_run
     text = (run_dir / "report" / "report.md").read_text()
-    for heading in ("## Stages (each measured in LiteRT)", "## Exported artifacts", "## Layers after 04-quantize"):
+    for heading in (
+        "## Stages (each measured in LiteRT)",
+        "## Exported artifacts",
+        "## Layers after 04-quantize",
+    ):
         assert heading in text
     assert "![accuracy_vs_bytes](plots/accuracy_vs_bytes.png)" in text
 
@@ -80,9 +86,19 @@ def test_html_renders_table_and_plot_in_headless_chromium(default_run, tmp_path)
     assert "http://" not in html and "https://" not in html, "the page must open offline"
     shot = tmp_path / "report.png"
     subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}",
-         "--window-size=1200,2400", page.as_uri()],
-        check=True, capture_output=True, timeout=120,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1200,2400",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     from PIL import Image
 

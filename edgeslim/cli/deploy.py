@@ -15,8 +15,9 @@ def deploy(
     run_dir: Annotated[Path, typer.Argument(help="A pipeline run directory.")],
     target: Annotated[str, typer.Option(help="rpi, coral or mcu.")] = "rpi",
     out: Annotated[Path, typer.Option(help="Bundle folder to write.")] = Path("bundle"),
-    artifact: Annotated[str | None, typer.Option(help="Pick an artifact by file name (default: the "
-                                                 "smallest verified one).")] = None,
+    artifact: Annotated[
+        str | None, typer.Option(help="Pick an artifact by file name (default: the smallest verified one).")
+    ] = None,
 ) -> None:
     """Write a deploy bundle: the artifact, its sidecar, run.py and a README (or the mcu C package)."""
     from edgeslim.deploy import make_bundle

@@ -28,10 +28,18 @@ def init(
 
 @app.command()
 def pipeline(
-    config: Annotated[Path | None, typer.Argument(help="YAML config (default: the embedded digits pipeline).")] = None,
-    out: Annotated[Path, typer.Option(help="Run directory (resumes when it exists).")] = Path("runs/pipeline"),
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: train.epochs=3, "
-                                                   "compress[1].lowrank.energy=0.9 (repeatable).")] = None,
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML config (default: the embedded digits pipeline).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Run directory (resumes when it exists).")] = Path(
+        "runs/pipeline"
+    ),
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a key: train.epochs=3, compress[1].lowrank.energy=0.9 (repeatable)."
+        ),
+    ] = None,
     dataset: Annotated[str | None, typer.Option(help="Override dataset.name.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Override dataset.data_dir.")] = None,
     model: Annotated[str | None, typer.Option(help="Override model (zoo name or .keras path).")] = None,
@@ -116,8 +124,14 @@ def _print_summary(data: dict[str, Any] | None) -> None:
         stages.add_column(header, justify="left" if header == "stage" else "right")
     for s in data["stages"]:
         d = s["deployed"]
-        stages.add_row(s["name"], num(s["params"]), num(s["macs"]), kb(d["bytes"]), acc(d["accuracy"]),
-                       delta(s["delta_vs_baseline"]))
+        stages.add_row(
+            s["name"],
+            num(s["params"]),
+            num(s["macs"]),
+            kb(d["bytes"]),
+            acc(d["accuracy"]),
+            delta(s["delta_vs_baseline"]),
+        )
     console.print(stages)
     if not data["artifacts"]:
         return

@@ -51,8 +51,9 @@ def make_bundle(run_dir: str | Path, target: str, out: str | Path, artifact: str
     return out
 
 
-def _python_bundle(export_dir: Path, suffixes: tuple[str, ...], staging: Path, target: str,
-                   artifact: str | None) -> None:
+def _python_bundle(
+    export_dir: Path, suffixes: tuple[str, ...], staging: Path, target: str, artifact: str | None
+) -> None:
     chosen = _choose_artifact(export_dir, suffixes, artifact)
     sidecar = chosen.with_name(chosen.name + ".json")
     shutil.copy2(chosen, staging / chosen.name)
@@ -75,15 +76,18 @@ def _choose_artifact(export_dir: Path, suffixes: tuple[str, ...], artifact: str 
     if artifact is not None:
         match = [c for c in candidates if c.name == artifact]
         if not match:
-            raise EdgeslimError(f"no artifact {artifact!r} in {export_dir}",
-                                f"choose one of {[c.name for c in candidates]}")
+            raise EdgeslimError(
+                f"no artifact {artifact!r} in {export_dir}", f"choose one of {[c.name for c in candidates]}"
+            )
         return match[0]
     for suffix in suffixes:
         passed = [c for c in candidates if c.suffix == suffix and _passed(c)]
         if passed:
             return sorted(passed, key=lambda c: c.stat().st_size)[0]  # smallest verified file
-    raise EdgeslimError(f"{export_dir}: no verified {'/'.join(suffixes)} artifact to deploy",
-                        "look at the report's failures, fix them and rerun the pipeline")
+    raise EdgeslimError(
+        f"{export_dir}: no verified {'/'.join(suffixes)} artifact to deploy",
+        "look at the report's failures, fix them and rerun the pipeline",
+    )
 
 
 def _passed(path: Path) -> bool:
@@ -97,6 +101,8 @@ def _passed(path: Path) -> bool:
 def _mcu_bundle(export_dir: Path, staging: Path) -> None:
     packages = sorted(p.parent for p in export_dir.rglob("model_data.cc"))
     if not packages:
-        raise EdgeslimError(f"{export_dir}: the mcu export wrote no C package", "rerun the pipeline's mcu export")
+        raise EdgeslimError(
+            f"{export_dir}: the mcu export wrote no C package", "rerun the pipeline's mcu export"
+        )
     for item in packages[0].iterdir():
         (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)

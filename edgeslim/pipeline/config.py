@@ -114,10 +114,24 @@ def validate(raw: dict[str, Any], base_dir: Path) -> PipelineConfig:
     for i, fmt in enumerate(report["formats"]):
         if fmt not in REPORT_FORMATS:
             raise ConfigError(f"report.formats[{i}]: must be one of {list(REPORT_FORMATS)}, got {fmt!r}")
-    normalized = {"dataset": dataset, "model": model if not unsafe else {"source": model, "unsafe_load": True},
-                  "train": train, "compress": raw.get("compress", []), "export": export, "report": report}
-    return PipelineConfig(raw=normalized, dataset=dataset, model=model, unsafe_load=unsafe, train=train,
-                          stages=stages, export=export, report=report)
+    normalized = {
+        "dataset": dataset,
+        "model": model if not unsafe else {"source": model, "unsafe_load": True},
+        "train": train,
+        "compress": raw.get("compress", []),
+        "export": export,
+        "report": report,
+    }
+    return PipelineConfig(
+        raw=normalized,
+        dataset=dataset,
+        model=model,
+        unsafe_load=unsafe,
+        train=train,
+        stages=stages,
+        export=export,
+        report=report,
+    )
 
 
 def _check_mapping(value: Any, path: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +148,9 @@ def _check_mapping(value: Any, path: str, schema: dict[str, Any]) -> dict[str, A
         if expected is int and isinstance(item, bool):
             raise ConfigError(f"{path}.{key}: must be an integer, got {item!r}")
         if not isinstance(item, expected):
-            names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+            names = (
+                expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+            )
             raise ConfigError(f"{path}.{key}: must be {names}, got {item!r}")
     return dict(value)
 
@@ -162,7 +178,9 @@ def _check_model(value: Any, base_dir: Path) -> tuple[str, bool]:
         if not path.is_file():
             raise ConfigError(f"model: {path}: no such .keras file")
         return str(path), unsafe
-    raise ConfigError(f"model: unknown model {value!r}", f"choose one of {sorted(ZOO_NAMES)} or a .keras path")
+    raise ConfigError(
+        f"model: unknown model {value!r}", f"choose one of {sorted(ZOO_NAMES)} or a .keras path"
+    )
 
 
 def _check_train(value: Any, model: str) -> dict[str, Any] | None:
@@ -170,7 +188,9 @@ def _check_train(value: Any, model: str) -> dict[str, Any] | None:
 
     if value is None:
         if not model.endswith(".keras"):
-            raise ConfigError("train: missing", f"model {model!r} is built untrained from the zoo, so it needs training")
+            raise ConfigError(
+                "train: missing", f"model {model!r} is built untrained from the zoo, so it needs training"
+            )
         return None
     if not isinstance(value, dict):
         raise ConfigError(f"train: must be a mapping, got {type(value).__name__}")
@@ -191,7 +211,9 @@ def _check_compress(value: Any) -> list[StageSpec]:
         if isinstance(entry, str):
             entry = {entry: {}}
         if not isinstance(entry, dict) or len(entry) != 1:
-            raise ConfigError(f"{where}: must be one stage name with its parameters, e.g. {{lowrank: {{energy: 0.9}}}}")
+            raise ConfigError(
+                f"{where}: must be one stage name with its parameters, e.g. {{lowrank: {{energy: 0.9}}}}"
+            )
         name, params = next(iter(entry.items()))
         params = dict(params or {})
         if not isinstance(params, dict):
@@ -201,7 +223,9 @@ def _check_compress(value: Any) -> list[StageSpec]:
             build_stage(name, **params)
             if finetune is not None:
                 if not isinstance(finetune, dict):
-                    raise ConfigError(f"{name}.finetune: must be a mapping like {{epochs: 2}}, got {finetune!r}")
+                    raise ConfigError(
+                        f"{name}.finetune: must be a mapping like {{epochs: 2}}, got {finetune!r}"
+                    )
                 FinetuneConfig.from_dict(finetune, prefix=f"{name}.finetune")
         except ConfigError as exc:
             raise ConfigError(f"{where}.{exc.message}", exc.hint) from None
@@ -214,7 +238,13 @@ def _check_export(value: Any) -> dict[str, Any]:
     from edgeslim.export.boards import load_board
 
     export = _check_mapping(value, "export", EXPORT_KEYS)
-    export = {"targets": ["cpu"], "board": "cortex-m4", "agreement_floor": 0.98, "calib_samples": 200, **export}
+    export = {
+        "targets": ["cpu"],
+        "board": "cortex-m4",
+        "agreement_floor": 0.98,
+        "calib_samples": 200,
+        **export,
+    }
     for i, target in enumerate(export["targets"]):
         if target not in TARGETS:
             raise ConfigError(f"export.targets[{i}]: must be one of {sorted(TARGETS)}, got {target!r}")
@@ -225,5 +255,7 @@ def _check_export(value: Any) -> dict[str, Any]:
     if not 0 <= export["agreement_floor"] <= 1:
         raise ConfigError(f"export.agreement_floor: must be in [0, 1], got {export['agreement_floor']!r}")
     if export["calib_samples"] <= 0:
-        raise ConfigError(f"export.calib_samples: must be a positive integer, got {export['calib_samples']!r}")
+        raise ConfigError(
+            f"export.calib_samples: must be a positive integer, got {export['calib_samples']!r}"
+        )
     return export

@@ -43,7 +43,9 @@ def cached(step_dir: Path, key: str, outputs: list[str]) -> dict[str, Any] | Non
     return info
 
 
-def close_step(step_dir: Path, key: str, outputs: list[str], seconds: float, extra: dict[str, Any] | None = None) -> dict:
+def close_step(
+    step_dir: Path, key: str, outputs: list[str], seconds: float, extra: dict[str, Any] | None = None
+) -> dict:
     info = {
         "key": key,
         "seconds": seconds,
@@ -69,8 +71,17 @@ def tool_versions() -> dict[str, str]:
     from importlib import metadata
 
     versions = {}
-    for dist in ("edgeslim", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert",
-                 "tflite-micro", "numpy"):
+    for dist in (
+        "edgeslim",
+        "tensorflow",
+        "keras",
+        "tf2onnx",
+        "onnx",
+        "onnxruntime",
+        "ai-edge-litert",
+        "tflite-micro",
+        "numpy",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -78,24 +89,33 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def write_manifest(run_dir: Path, config: dict[str, Any], steps: list[StepOutcome], total_seconds: float) -> Path:
+def write_manifest(
+    run_dir: Path, config: dict[str, Any], steps: list[StepOutcome], total_seconds: float
+) -> Path:
     artifacts = []
     for step in steps:
         for path in sorted(step.directory.rglob("*")):
             if path.is_file() and path.name != MARKER and not path.name.startswith(".tmp"):
-                artifacts.append({
-                    "path": str(path.relative_to(run_dir)),
-                    "sha256": sha256_file(path),
-                    "bytes": path.stat().st_size,
-                    "step": step.name,
-                })
+                artifacts.append(
+                    {
+                        "path": str(path.relative_to(run_dir)),
+                        "sha256": sha256_file(path),
+                        "bytes": path.stat().st_size,
+                        "step": step.name,
+                    }
+                )
     manifest = {
         "schema": 1,
         "config": config,
         "tool_versions": tool_versions(),
         "steps": [
-            {"name": s.name, "dir": str(s.directory.relative_to(run_dir)), "key": s.key, "cached": s.cached,
-             "seconds": s.seconds}
+            {
+                "name": s.name,
+                "dir": str(s.directory.relative_to(run_dir)),
+                "key": s.key,
+                "cached": s.cached,
+                "seconds": s.seconds,
+            }
             for s in steps
         ],
         "total_seconds": total_seconds,

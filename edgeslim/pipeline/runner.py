@@ -33,8 +33,9 @@ class PipelineResult:
 Notify = Callable[[str, str], None]  # (step name, "start"/"cached"/"done"/"failed")
 
 
-def run_pipeline(config: PipelineConfig, run_dir: str | Path, progress: bool = True,
-                 notify: Notify | None = None) -> PipelineResult:
+def run_pipeline(
+    config: PipelineConfig, run_dir: str | Path, progress: bool = True, notify: Notify | None = None
+) -> PipelineResult:
     import yaml
 
     from edgeslim.data import load_dataset
@@ -51,8 +52,9 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path, progress: bool = T
     baseline, key = _train_step(config, data, run_dir, result, progress, notify)
     model, recipe, model_path = baseline, None, run_dir / "00-train" / "model.keras"
     for index, spec in enumerate(config.stages, start=1):
-        model, key, stage_recipe = _compress_step(index, spec, model, baseline, data, run_dir, key, result,
-                                                  progress, notify, recipe)
+        model, key, stage_recipe = _compress_step(
+            index, spec, model, baseline, data, run_dir, key, result, progress, notify, recipe
+        )
         recipe = stage_recipe or recipe
         model_path = run_dir / f"{index:02d}-{spec.name}" / "model.keras"
     for target in config.export["targets"]:
@@ -85,8 +87,13 @@ def _baseline_model(config, data, step_dir, progress):
     from edgeslim.train.fit import check_compatible, train_model
     from edgeslim.train.run import resolve_model
 
-    model = resolve_model(config.model, data.input_shape, data.num_classes, unsafe=config.unsafe_load,
-                          seed=config.dataset["seed"])
+    model = resolve_model(
+        config.model,
+        data.input_shape,
+        data.num_classes,
+        unsafe=config.unsafe_load,
+        seed=config.dataset["seed"],
+    )
     if config.train is None:  # a trained .keras model: measure it as it is
         check_compatible(model, data)
         return model
@@ -112,10 +119,14 @@ def _compress_step(index, spec, model, baseline, data, run_dir, input_key, resul
     notify(name, "start")
     began = time.perf_counter()
     stage = build_stage(spec.name, **spec.params)
-    finetune = FinetuneConfig.from_dict(spec.finetune, prefix=f"{spec.name}.finetune") if spec.finetune else None
+    finetune = (
+        FinetuneConfig.from_dict(spec.finetune, prefix=f"{spec.name}.finetune") if spec.finetune else None
+    )
     outcome = stage.run(model, data, finetune=finetune, teacher=baseline, progress=progress)
     stage_recipe = outcome.record.quantization
-    outputs = _save_model_step(outcome.model, data, step_dir, record=outcome.record, recipe=stage_recipe or recipe)
+    outputs = _save_model_step(
+        outcome.model, data, step_dir, record=outcome.record, recipe=stage_recipe or recipe
+    )
     _finish(step_dir, key, outputs, began, name, result, notify)
     return outcome.model, key, stage_recipe
 
@@ -134,9 +145,17 @@ def _save_model_step(model, data, step_dir, record, recipe) -> list[str]:
     if record is not None:
         write_json(step_dir / "record.json", record.to_dict())
     stats = analyze_keras(model)
-    artifacts = export_model(model, data, target="cpu", out_dir=step_dir / "deployed", formats=["tflite"],
-                             quant=recipe or "float32", verify=True, source_path=step_dir / "model.keras",
-                             strict=False)
+    artifacts = export_model(
+        model,
+        data,
+        target="cpu",
+        out_dir=step_dir / "deployed",
+        formats=["tflite"],
+        quant=recipe or "float32",
+        verify=True,
+        source_path=step_dir / "model.keras",
+        strict=False,
+    )
     deployed = artifacts[0]
     metrics = {
         **evaluate_keras(model, data),
@@ -158,8 +177,14 @@ def _export_step(target, model, model_path, data, config, run_dir, input_key, re
     name = f"exports/{target}"
     step_dir = run_dir / "exports" / target
     export = config.export
-    section = {"target": target, "board": export["board"], "floor": export["agreement_floor"],
-               "calib": export["calib_samples"], "formats": export.get("formats", {}).get(target), "recipe": recipe}
+    section = {
+        "target": target,
+        "board": export["board"],
+        "floor": export["agreement_floor"],
+        "calib": export["calib_samples"],
+        "formats": export.get("formats", {}).get(target),
+        "recipe": recipe,
+    }
     key = step_key(section, input_key)
     marker = cached(step_dir, key, [])
     if marker is not None and all((step_dir / f).is_file() for f in marker.get("files", [])):
@@ -172,18 +197,34 @@ def _export_step(target, model, model_path, data, config, run_dir, input_key, re
     failures: list[str] = []
     try:
         artifacts = export_model(
-            model, data, target=target, out_dir=step_dir, formats=section["formats"],
-            quant=_target_quant(target, recipe), board=export["board"], calib_samples=export["calib_samples"],
-            agreement_floor=export["agreement_floor"], source_path=model_path, strict=False,
+            model,
+            data,
+            target=target,
+            out_dir=step_dir,
+            formats=section["formats"],
+            quant=_target_quant(target, recipe),
+            board=export["board"],
+            calib_samples=export["calib_samples"],
+            agreement_floor=export["agreement_floor"],
+            source_path=model_path,
+            strict=False,
         )
     except EdgeslimError as exc:  # a model that does not fit a board is a result to report, not a crash
         failures.append(f"{target}: {exc}")
         artifacts = []
-    failures += [f"{target}: {a.path.name} failed verification" for a in artifacts
-                 if not a.sidecar.get("verification", {}).get("passed", True)]
-    files = [str(p.relative_to(step_dir)) for p in step_dir.rglob("*") if p.is_file() and p.name != "step.json"]
-    extra = {"files": sorted(files), "failures": failures,
-             "artifacts": [str(a.path.relative_to(step_dir)) for a in artifacts]}
+    failures += [
+        f"{target}: {a.path.name} failed verification"
+        for a in artifacts
+        if not a.sidecar.get("verification", {}).get("passed", True)
+    ]
+    files = [
+        str(p.relative_to(step_dir)) for p in step_dir.rglob("*") if p.is_file() and p.name != "step.json"
+    ]
+    extra = {
+        "files": sorted(files),
+        "failures": failures,
+        "artifacts": [str(a.path.relative_to(step_dir)) for a in artifacts],
+    }
     info = close_step(step_dir, key, [], time.perf_counter() - began, extra)
     result.steps.append(StepOutcome(name, step_dir, key, False, info["seconds"], info))
     result.failures += failures

@@ -9,8 +9,9 @@ from edgeslim.atomic import write_json, write_text
 from edgeslim.report.model import SCHEMA, build_report
 
 
-def write_report(report: dict[str, Any], out_dir: str | Path, formats: list[str] | None = None,
-                 plots: bool = True) -> dict[str, Path]:
+def write_report(
+    report: dict[str, Any], out_dir: str | Path, formats: list[str] | None = None, plots: bool = True
+) -> dict[str, Path]:
     """Write the requested formats (json, md, html) and the plots; return what was written."""
     from edgeslim.report.html import render_html
     from edgeslim.report.markdown import render_markdown

@@ -34,23 +34,40 @@ details { margin: 0.5rem 0; } summary { cursor: pointer; font-weight: 600; }
 
 def render_html(report: dict[str, Any], plots: dict[str, Path]) -> str:
     dataset = report.get("dataset") or {}
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>edgeslim report</title>"
-             f"<style>{STYLE}</style></head><body>",
-             "<h1>edgeslim report</h1>",
-             f"<p>Dataset <b>{_e(dataset.get('name', '?'))}</b>, {_e(dataset.get('test', '?'))} test samples. "
-             f"Baseline accuracy in LiteRT: <b>{acc(report['baseline_accuracy'])}</b>. "
-             f"Generated {_e(report['created'])} from <code>{_e(report['run_dir'])}</code>.</p>"]
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>edgeslim report</title>"
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>edgeslim report</h1>",
+        f"<p>Dataset <b>{_e(dataset.get('name', '?'))}</b>, {_e(dataset.get('test', '?'))} test samples. "
+        f"Baseline accuracy in LiteRT: <b>{acc(report['baseline_accuracy'])}</b>. "
+        f"Generated {_e(report['created'])} from <code>{_e(report['run_dir'])}</code>.</p>",
+    ]
     if report["failures"]:
-        parts.append("<h2>Failures</h2><ul>" + "".join(f"<li class='failure'>{_e(f)}</li>" for f in report["failures"])
-                     + "</ul>")
+        parts.append(
+            "<h2>Failures</h2><ul>"
+            + "".join(f"<li class='failure'>{_e(f)}</li>" for f in report["failures"])
+            + "</ul>"
+        )
     pareto = set(report.get("pareto", []))
     parts.append("<h2 id='stages'>Stages, each measured in LiteRT</h2>")
-    parts.append(_table(STAGE_HEADERS, [stage_row(s) for s in report["stages"]],
-                        [s["name"] in pareto for s in report["stages"]], table_id="stages-table"))
+    parts.append(
+        _table(
+            STAGE_HEADERS,
+            [stage_row(s) for s in report["stages"]],
+            [s["name"] in pareto for s in report["stages"]],
+            table_id="stages-table",
+        )
+    )
     if report["artifacts"]:
         parts.append("<h2 id='artifacts'>Exported artifacts</h2>")
-        parts.append(_table(ARTIFACT_HEADERS, [artifact_row(a) for a in report["artifacts"]],
-                            [a["name"] in pareto for a in report["artifacts"]], table_id="artifacts-table"))
+        parts.append(
+            _table(
+                ARTIFACT_HEADERS,
+                [artifact_row(a) for a in report["artifacts"]],
+                [a["name"] in pareto for a in report["artifacts"]],
+                table_id="artifacts-table",
+            )
+        )
     parts.append("<p>Rows on the accuracy-vs-bytes Pareto front are shaded green.</p>")
     parts.append("<h2 id='plots'>Plots</h2>")
     for name, path in plots.items():
@@ -61,14 +78,20 @@ def render_html(report: dict[str, Any], plots: dict[str, Path]) -> str:
         inner = _table(LAYER_HEADERS, [layer_row(r) for r in stage["layers"]])
         changes = [c for c in stage["changes"] if c.get("action") != "kept"]
         if changes:
-            inner += f"<p>What {_e(stage['stage'])} changed:</p>" + _table(CHANGE_HEADERS, [change_row(c) for c in changes])
+            inner += f"<p>What {_e(stage['stage'])} changed:</p>" + _table(
+                CHANGE_HEADERS, [change_row(c) for c in changes]
+            )
         parts.append(f"<details><summary>{_e(stage['name'])}</summary>{inner}</details>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def _table(headers: list[str], rows: list[list[str]], highlight: list[bool] | None = None,
-           table_id: str | None = None) -> str:
+def _table(
+    headers: list[str],
+    rows: list[list[str]],
+    highlight: list[bool] | None = None,
+    table_id: str | None = None,
+) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = []
     for i, row in enumerate(rows):

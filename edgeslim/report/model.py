@@ -18,10 +18,15 @@ SCHEMA = "edgeslim.report/1"
 
 def build_report(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    step_dirs = sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name[:2].isdigit() and "-" in p.name) \
-        if run_dir.is_dir() else []
+    step_dirs = (
+        sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name[:2].isdigit() and "-" in p.name)
+        if run_dir.is_dir()
+        else []
+    )
     if not step_dirs:
-        raise EdgeslimError(f"{run_dir}: no pipeline steps found", "run `edgeslim pipeline --out RUN_DIR` first")
+        raise EdgeslimError(
+            f"{run_dir}: no pipeline steps found", "run `edgeslim pipeline --out RUN_DIR` first"
+        )
     stages = [_stage(p) for p in step_dirs if (p / "metrics.json").is_file()]
     baseline = stages[0]["deployed"]["accuracy"] if stages else None
     for stage in stages:
@@ -72,7 +77,9 @@ def _stage(step_dir: Path) -> dict[str, Any]:
         "layers": metrics.get("layers", []),
         "changes": record["layers"] if record else [],
         "finetune": (record or {}).get("finetune"),
-        "seconds": _read_json(step_dir / "step.json").get("seconds") if (step_dir / "step.json").is_file() else None,
+        "seconds": _read_json(step_dir / "step.json").get("seconds")
+        if (step_dir / "step.json").is_file()
+        else None,
     }
 
 
@@ -84,8 +91,15 @@ def _artifacts(exports: Path, baseline: float | None) -> list[dict[str, Any]]:
         marker = _read_json(target_dir / "step.json") if (target_dir / "step.json").is_file() else {}
         for failure in marker.get("failures", []):
             if "failed verification" not in failure:
-                rows.append({"name": f"{target_dir.name}", "target": target_dir.name, "failure": failure,
-                             "bytes": None, "accuracy": None})
+                rows.append(
+                    {
+                        "name": f"{target_dir.name}",
+                        "target": target_dir.name,
+                        "failure": failure,
+                        "bytes": None,
+                        "accuracy": None,
+                    }
+                )
         for rel in marker.get("artifacts", []):
             sidecar_path = target_dir / f"{rel}.json"
             if not sidecar_path.is_file():

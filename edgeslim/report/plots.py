@@ -38,14 +38,22 @@ def _accuracy_vs_bytes(report: dict[str, Any], path: Path) -> Path:
     for kind, marker, color in (("stage", "o", "tab:blue"), ("artifact", "s", "tab:orange")):
         sel = [(b, a, n) for n, b, a, k in points if k == kind]
         if sel:
-            ax.scatter([b for b, _, _ in sel], [a * 100 for _, a, _ in sel], marker=marker, color=color,
-                       label="stage (LiteRT)" if kind == "stage" else "exported artifact", zorder=3)
+            ax.scatter(
+                [b for b, _, _ in sel],
+                [a * 100 for _, a, _ in sel],
+                marker=marker,
+                color=color,
+                label="stage (LiteRT)" if kind == "stage" else "exported artifact",
+                zorder=3,
+            )
             if kind == "stage":  # artifacts share sizes with the last stage: their labels would pile up
                 for b, a, n in sel:
                     ax.annotate(n, (b, a * 100), fontsize=7, xytext=(4, 3), textcoords="offset points")
     front = sorted(pareto_front([(b, a) for _, b, a, _ in points]))
     if front:
-        ax.plot([b for b, _ in front], [a * 100 for _, a in front], "--", color="tab:green", label="Pareto front")
+        ax.plot(
+            [b for b, _ in front], [a * 100 for _, a in front], "--", color="tab:green", label="Pareto front"
+        )
     ax.set_xscale("log")
     ax.set_xlabel("deployed bytes (log scale)")
     ax.set_ylabel("test accuracy in runtime (%)")
@@ -60,10 +68,17 @@ def _accuracy_vs_macs(report: dict[str, Any], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     stages = [s for s in report["stages"] if s["deployed"]["accuracy"] is not None]
-    ax.plot([s["macs"] for s in stages], [s["deployed"]["accuracy"] * 100 for s in stages], "o-", color="tab:blue")
+    ax.plot(
+        [s["macs"] for s in stages], [s["deployed"]["accuracy"] * 100 for s in stages], "o-", color="tab:blue"
+    )
     for s in stages:
-        ax.annotate(s["name"], (s["macs"], s["deployed"]["accuracy"] * 100), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")
+        ax.annotate(
+            s["name"],
+            (s["macs"], s["deployed"]["accuracy"] * 100),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("multiplications per inference (log scale)")
     ax.set_ylabel("test accuracy in LiteRT (%)")
