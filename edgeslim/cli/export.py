@@ -1,0 +1,122 @@
+"""`edgeslim export`: convert a .keras model for a target, write artifacts and sidecars, verify each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgeslim.cli.app import app, console, print_json
+
+
+@app.command("export")
+def export_command(
+    model: Annotated[Path, typer.Argument(help="The .keras model to export.")],
+    target: Annotated[str, typer.Option(help="cpu, gpu, edgetpu or mcu.")] = "cpu",
+    formats: Annotated[
+        list[str] | None, typer.Option("--format", help="tflite or onnx (repeatable); default: the target's.")
+    ] = None,
+    quant: Annotated[
+        str | None, typer.Option(help="float32, float16, dynamic, int8 or int16x8; default: the target's.")
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="Calibration and test data: digits, mnist, fashion_mnist, npz.")
+    ] = ("digits"),
+    data_dir: Annotated[Path | None, typer.Option(help="IDX folder (mnist) or .npz file (npz).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder for the artifacts and sidecars.")] = Path(
+        "exports"
+    ),
+    board: Annotated[
+        str | None,
+        typer.Option(help="mcu: cortex-m4, cortex-m7, nrf52840, esp32-s3, stm32l4r5, or a JSON file."),
+    ] = None,
+    calib_samples: Annotated[
+        int, typer.Option(help="Representative training samples for calibration.")
+    ] = 200,
+    io_dtype: Annotated[str, typer.Option(help="Full-int8 input/output type: int8 or uint8.")] = "int8",
+    calibration: Annotated[
+        str, typer.Option(help="ONNX int8 calibration: minmax, entropy or percentile.")
+    ] = ("minmax"),
+    floor: Annotated[
+        float, typer.Option("--agreement-floor", help="Minimum argmax agreement with Keras.")
+    ] = 0.98,
+    verify: Annotated[bool, typer.Option(help="Run each artifact on the test set in its runtime.")] = True,
+    verify_samples: Annotated[
+        int | None, typer.Option(help="Cap on the test samples used to verify.")
+    ] = None,
+    unsafe_load: Annotated[
+        bool, typer.Option(help="Allow a .keras model that carries code (Lambda).")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
+) -> None:
+    """Export MODEL for a deployment target and verify every file in its own runtime."""
+    from edgeslim.data import load_dataset
+    from edgeslim.export import ExportVerificationError, export_model
+
+    data = load_dataset(dataset, data_dir)
+    try:
+        artifacts = export_model(
+            model,
+            data,
+            target=target,
+            out_dir=out,
+            formats=formats or None,
+            quant=quant,
+            board=board,
+            calib_samples=calib_samples,
+            io_dtype=io_dtype,
+            agreement_floor=floor,
+            verify=verify,
+            verify_samples=verify_samples,
+            calibration=calibration,
+            unsafe_load=unsafe_load,
+        )
+    except ExportVerificationError as exc:
+        _report(exc.artifacts, json_output)
+        raise
+    _report(artifacts, json_output)
+
+
+def _report(artifacts: list[Any], json_output: bool) -> None:
+    if json_output:
+        print_json([a.to_dict() for a in artifacts])
+        return
+    from rich.table import Table
+
+    table = Table(title="exported artifacts")
+    for column in ("file", "bytes", "accuracy", "keras", "agreement", "p50 ms", "passed", "notes"):
+        table.add_column(column)
+    for a in artifacts:
+        v = a.sidecar.get("verification") or {}
+        table.add_row(
+            str(a.path),
+            f"{a.sidecar['bytes']:,}",
+            _pct(v.get("accuracy")),
+            _pct(v.get("keras_accuracy")),
+            _pct(v.get("agreement")),
+            f"{v['latency_ms_p50']:.3f}" if "latency_ms_p50" in v else "-",
+            {True: "yes", False: "[red]NO[/]"}.get(v.get("passed"), "-"),
+            _notes(a.sidecar),
+        )
+    console.print(table)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _notes(sidecar: dict[str, Any]) -> str:
+    if "edgetpu" in sidecar:
+        e = sidecar["edgetpu"]
+        label = "predicted" if e["prediction"] else "compiler"
+        first = e["first_unmapped"]
+        where = f"; CPU from #{first['index']} {first['op']}" if first else ""
+        return f"Edge TPU {e['mapped_ops']}/{e['total_ops']} ops ({label}){where}"
+    if "mcu" in sidecar:
+        m = sidecar["mcu"]
+        tflm = (sidecar.get("verification") or {}).get("tflm")
+        acc = f", TFLM {tflm['accuracy']:.2%}" if tflm else ""
+        return f"{m['board']}: arena {m['arena_size']:,} B, C package {m['c_package_dir']}{acc}"
+    details = sidecar.get("format_details") or {}
+    return f"opset {details['onnx_opset']}" if details.get("onnx_opset") else ""
