@@ -13,6 +13,7 @@ from edgeslim.errors import EdgeslimError
 COMMAND_MODULES = [
     "edgeslim.cli.train",
     "edgeslim.cli.inspect",
+    "edgeslim.cli.compress",
     "edgeslim.cli.pipeline",
     "edgeslim.cli.deploy",
     "edgeslim.cli.export",

@@ -84,7 +84,7 @@ class McuTarget(Target):
         package_dir = artifact.path.parent / PACKAGE_DIR
         data = artifact.path.read_bytes()
         mcu = artifact.sidecar["mcu"]
-        mcu["c_package_dir"] = str(package_dir)
+        mcu["c_package_dir"] = PACKAGE_DIR  # relative to the sidecar, so a run folder can move
         write_package(package_dir, data, artifact.path.name, artifact.sidecar)
         check = compile_check(package_dir, data, mcu["ops"])
         mcu["compile_check"] = check
