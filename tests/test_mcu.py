@@ -59,7 +59,7 @@ def test_tflm_runs_the_test_set(mcu_artifact, digits):
 def test_c_package_has_the_array_the_ops_and_the_arena(mcu_artifact):
     mcu = mcu_artifact.sidecar["mcu"]
     package = mcu_artifact.path.parent / "mcu"
-    assert mcu["c_package_dir"] == str(package)
+    assert mcu["c_package_dir"] == "mcu"  # relative to the sidecar, so the folder can move
     assert sorted(p.name for p in package.iterdir()) == [
         "README.md",
         "model_data.cc",

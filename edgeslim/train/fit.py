@@ -122,7 +122,7 @@ def train_model(
     train_data: Any
     if aug is not None:
         train_data = _augmented(x_train, y_train if y_train is not None else dataset.y_train, aug, config)
-        fit_args: dict[str, Any] = {"x": train_data}
+        fit_args: dict[str, Any] = {"x": train_data, "shuffle": False}  # tf.data shuffles itself
     else:
         fit_args = {
             "x": x_train,
