@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 
 class ExportVerificationError(EdgeslimError):
     """Some artifacts fell below the agreement floor. They are written (sidecar ``passed: false``);
-    ``artifacts`` holds every artifact of the export, passed or not."""
+    ``artifacts`` holds every artifact of the export, passed or not. A result, not a user mistake:
+    the CLI exits 1 (as `edgeslim pipeline` does for a failed artifact), not 2."""
+
+    exit_code = 1
 
     def __init__(self, message: str, hint: str, artifacts: list[Artifact]) -> None:
         super().__init__(message, hint)

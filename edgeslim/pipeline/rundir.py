@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.atomic import sha256_file, write_json
+from edgeslim.export.artifact import tool_versions
 
 MARKER = "step.json"
 
@@ -65,28 +66,6 @@ class StepOutcome:
     cached: bool
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def tool_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {}
-    for dist in (
-        "edgeslim",
-        "tensorflow",
-        "keras",
-        "tf2onnx",
-        "onnx",
-        "onnxruntime",
-        "ai-edge-litert",
-        "tflite-micro",
-        "numpy",
-    ):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def write_manifest(
