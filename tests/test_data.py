@@ -107,3 +107,17 @@ def test_npz_roundtrip_and_errors(digits, tmp_path):
     corrupt.write_bytes(good.read_bytes()[:200])
     with pytest.raises(EdgeslimError, match="not a readable .npz"):
         load_dataset("npz", corrupt)
+
+
+def test_digits_without_scikit_learn_says_what_to_do():
+    """On a device (base install) digits is not available; the error says so instead of a traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nsys.modules['sklearn'] = None\n"
+        "from edgeslim.data import load_dataset\nfrom edgeslim.errors import EdgeslimError\n"
+        "try:\n    load_dataset('digits')\nexcept EdgeslimError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "needs scikit-learn" in out and "--dataset mnist/npz" in out

@@ -6,13 +6,20 @@ import numpy as np
 
 from edgeslim.data.dataset import Dataset, Preprocessing
 from edgeslim.data.split import stratified_split
+from edgeslim.errors import EdgeslimError
 
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1
 
 
 def load_digits(seed: int = 0) -> Dataset:
-    from sklearn.datasets import load_digits as sk_load_digits  # ships with scikit-learn, no download
+    try:
+        from sklearn.datasets import load_digits as sk_load_digits  # ships with scikit-learn, no download
+    except ImportError:
+        raise EdgeslimError(
+            "dataset digits needs scikit-learn, which the base install (a device) does not have",
+            "pip install scikit-learn, or evaluate on --dataset mnist/npz with --data-dir",
+        ) from None
 
     bunch = sk_load_digits()
     raw = bunch.images.astype(np.float32)  # 0..16
