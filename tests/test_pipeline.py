@@ -183,3 +183,13 @@ def test_init_writes_the_default_config(tmp_path, capsys):
 
     assert load_config(path).stages[0].name == "prune"
     assert main(["init", str(path)]) == 2  # never overwrite silently
+
+
+def test_the_example_configs_validate(mnist_dir):
+    from pathlib import Path
+
+    from edgeslim.pipeline import load_config
+
+    config = load_config(Path(__file__).resolve().parent.parent / "examples" / "mnist.yaml")
+    assert Path(config.dataset["data_dir"]).resolve() == mnist_dir.resolve()
+    assert [s.name for s in config.stages] == ["prune", "lowrank", "separable", "quantize"]
