@@ -193,3 +193,38 @@ def test_the_example_configs_validate(mnist_dir):
     config = load_config(Path(__file__).resolve().parent.parent / "examples" / "mnist.yaml")
     assert Path(config.dataset["data_dir"]).resolve() == mnist_dir.resolve()
     assert [s.name for s in config.stages] == ["prune", "lowrank", "separable", "quantize"]
+
+
+def test_a_trained_keras_model_needs_no_train_section(digits_model_path, tmp_path):
+    config = tmp_path / "trained.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(digits_model_path),
+                "compress": [{"quantize": {"mode": "int8", "calib_samples": 64}}],
+                "export": {"targets": ["cpu"]},
+                "report": {"formats": ["json"], "plots": False},
+            }
+        )
+    )
+    out = tmp_path / "run"
+    before = digits_model_path.read_bytes()
+    assert main(["pipeline", str(config), "--out", str(out), "--quiet"]) == 0
+    assert digits_model_path.read_bytes() == before, "the user's model file must never change"
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["stages"][0]["deployed"]["accuracy"] >= 0.9
+    assert not (out / "00-train" / "history.json").exists()  # measured as given, not retrained
+
+
+def test_a_tampered_artifact_is_rebuilt(default_run, tmp_path):
+    run_dir, _ = default_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    victim = next((copy / "exports" / "cpu").glob("*.onnx"))
+    victim.write_bytes(victim.read_bytes()[:100])  # e.g. a disk error or a hand edit
+    from edgeslim.pipeline import load_config, run_pipeline
+
+    again = run_pipeline(load_config(), copy, progress=False)
+    steps = {s.name: s.cached for s in again.steps}
+    assert steps["04-quantize"] and not steps["exports/cpu"]
+    assert len(victim.read_bytes()) > 100

@@ -37,7 +37,7 @@ def cached(step_dir: Path, key: str, outputs: list[str]) -> dict[str, Any] | Non
     if info.get("key") != key:
         return None
     hashes = info.get("sha256", {})
-    for name in outputs:
+    for name in set(outputs) | set(hashes):  # every file the step recorded must still be intact
         path = step_dir / name
         if not path.is_file() or hashes.get(name) != sha256_file(path):
             return None

@@ -187,7 +187,7 @@ def _export_step(target, model, model_path, data, config, run_dir, input_key, re
     }
     key = step_key(section, input_key)
     marker = cached(step_dir, key, [])
-    if marker is not None and all((step_dir / f).is_file() for f in marker.get("files", [])):
+    if marker is not None:
         result.steps.append(StepOutcome(name, step_dir, key, True, 0.0, marker))
         result.failures += marker.get("failures", [])
         notify(name, "cached")
@@ -225,7 +225,7 @@ def _export_step(target, model, model_path, data, config, run_dir, input_key, re
         "failures": failures,
         "artifacts": [str(a.path.relative_to(step_dir)) for a in artifacts],
     }
-    info = close_step(step_dir, key, [], time.perf_counter() - began, extra)
+    info = close_step(step_dir, key, extra["files"], time.perf_counter() - began, extra)
     result.steps.append(StepOutcome(name, step_dir, key, False, info["seconds"], info))
     result.failures += failures
     notify(name, "failed" if failures else "done")
