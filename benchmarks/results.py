@@ -7,6 +7,10 @@ import re
 import time
 from pathlib import Path
 
+from edgeslim.report.markdown import markdown_table  # one table renderer for reports and benchmarks
+
+__all__ = ["markdown_table", "update_section"]
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = (
     "# Benchmark results\n\nEach section is written by the script it names; rerun the script to refresh it.\n"
@@ -26,12 +30,6 @@ def update_section(name: str, markdown: str, path: Path = RESULTS) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
-
-
-def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _cores() -> int:

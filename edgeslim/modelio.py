@@ -62,11 +62,3 @@ def save_keras_model(model: keras.Model, path: str | Path) -> Path:
         model.save(tmp)
     return Path(path)
 
-
-def clone_with_weights(model: keras.Model) -> keras.Model:
-    """A deep copy (new layers, same weights): stages work on this, so they never mutate their input."""
-    import keras
-
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone

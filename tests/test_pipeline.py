@@ -228,3 +228,24 @@ def test_a_tampered_artifact_is_rebuilt(default_run, tmp_path):
     steps = {s.name: s.cached for s in again.steps}
     assert steps["04-quantize"] and not steps["exports/cpu"]
     assert len(victim.read_bytes()) > 100
+
+
+def test_a_rerun_step_leaves_no_stale_files(default_run, tmp_path):
+    run_dir, _ = default_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    assert (copy / "04-quantize" / "deployed" / "model_int8.tflite").is_file()
+    from edgeslim.pipeline import load_config, run_pipeline
+
+    config = load_config(
+        overrides=[
+            "compress[3].quantize.mode=float16",
+            "compress[3].quantize.qat=false",
+            "export.targets=[cpu]",
+        ]
+    )
+    run_pipeline(config, copy, progress=False)
+    deployed = sorted(p.name for p in (copy / "04-quantize" / "deployed").iterdir())
+    assert deployed == ["model_float16.tflite", "model_float16.tflite.json"]
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert not [a for a in manifest["artifacts"] if "model_int8" in a["path"] and a["step"] == "04-quantize"]

@@ -44,6 +44,25 @@ def cached(step_dir: Path, key: str, outputs: list[str]) -> dict[str, Any] | Non
     return info
 
 
+def open_step(step_dir: Path) -> None:
+    """Before a step runs again: drop its marker and the files that marker recorded.
+
+    Files an earlier run wrote under other names (model_int8.tflite after the quantize mode changed
+    to float16, say) would otherwise stay and be listed in the manifest as if they were current.
+    Only recorded files go, so nothing a user put in the folder is ever deleted.
+    """
+    marker = step_dir / MARKER
+    if marker.is_file():
+        try:
+            recorded = json.loads(marker.read_text()).get("sha256", {})
+        except (OSError, json.JSONDecodeError):
+            recorded = {}
+        marker.unlink()  # first: a run killed from here on leaves no marker, so the step is redone
+        for name in recorded:
+            (step_dir / name).unlink(missing_ok=True)
+    step_dir.mkdir(parents=True, exist_ok=True)
+
+
 def close_step(
     step_dir: Path, key: str, outputs: list[str], seconds: float, extra: dict[str, Any] | None = None
 ) -> dict:
@@ -73,12 +92,14 @@ def write_manifest(
 ) -> Path:
     artifacts = []
     for step in steps:
+        known = step.info.get("sha256", {})  # the step's marker hashed these already
         for path in sorted(step.directory.rglob("*")):
             if path.is_file() and path.name != MARKER and not path.name.startswith(".tmp"):
+                rel = str(path.relative_to(step.directory))
                 artifacts.append(
                     {
                         "path": str(path.relative_to(run_dir)),
-                        "sha256": sha256_file(path),
+                        "sha256": known.get(rel) or sha256_file(path),
                         "bytes": path.stat().st_size,
                         "step": step.name,
                     }

@@ -7,6 +7,7 @@ curve is measured in the runtime, stage by stage.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 from edgeslim.atomic import sha256_file, write_json, write_text
 from edgeslim.errors import EdgeslimError
 from edgeslim.pipeline.config import PipelineConfig
-from edgeslim.pipeline.rundir import StepOutcome, cached, close_step, step_key, write_manifest
+from edgeslim.pipeline.rundir import StepOutcome, cached, close_step, open_step, step_key, write_manifest
 
 MODEL_OUTPUTS = ["model.keras", "metrics.json"]
 
@@ -52,11 +53,10 @@ def run_pipeline(
     baseline, key = _train_step(config, data, run_dir, result, progress, notify)
     model, recipe, model_path = baseline, None, run_dir / "00-train" / "model.keras"
     for index, spec in enumerate(config.stages, start=1):
-        model, key, stage_recipe = _compress_step(
+        model, key, stage_recipe, model_path = _compress_step(
             index, spec, model, baseline, data, run_dir, key, result, progress, notify, recipe
         )
         recipe = stage_recipe or recipe
-        model_path = run_dir / f"{index:02d}-{spec.name}" / "model.keras"
     for target in config.export["targets"]:
         _export_step(target, model, model_path, data, config, run_dir, key, recipe, result, notify)
     result.report = _report_step(config, run_dir, result, notify)
@@ -71,18 +71,21 @@ def _train_step(config, data, run_dir, result, progress, notify):
     step_dir = run_dir / "00-train"
     source_hash = sha256_file(config.model) if config.model.endswith(".keras") else config.model
     key = step_key({"dataset": config.dataset, "model": source_hash, "train": config.train}, "")
-    if _reuse(step_dir, key, MODEL_OUTPUTS, "train", result, notify):
+    if _reuse(step_dir, key, MODEL_OUTPUTS, "train", result, notify) is not None:
         return load_keras_model(step_dir / "model.keras"), key
     notify("train", "start")
     began = time.perf_counter()
-    model = _baseline_model(config, data, step_dir, progress)
+    model, history = _baseline_model(config, data, progress)
+    open_step(step_dir)
+    if history is not None:
+        write_json(step_dir / "history.json", history)
     outputs = _save_model_step(model, data, step_dir, record=None, recipe=None)
     _finish(step_dir, key, outputs, began, "train", result, notify)
     return model, key
 
 
-def _baseline_model(config, data, step_dir, progress):
-    from edgeslim.modelio import load_keras_model
+def _baseline_model(config, data, progress):
+    """The trained model and its history (None when a trained .keras model is measured as given)."""
     from edgeslim.train.config import TrainConfig
     from edgeslim.train.fit import check_compatible, train_model
     from edgeslim.train.run import resolve_model
@@ -96,12 +99,10 @@ def _baseline_model(config, data, step_dir, progress):
     )
     if config.train is None:  # a trained .keras model: measure it as it is
         check_compatible(model, data)
-        return model
-    if config.model.endswith(".keras"):
-        model = load_keras_model(config.model, unsafe=config.unsafe_load)  # never train the user's object
+        return model, None
+    # A loaded .keras file is our own in-memory copy: training it never touches the user's file.
     trained = train_model(model, data, TrainConfig.from_dict(config.train), progress=progress)
-    write_json(step_dir / "history.json", trained.history)
-    return trained.model
+    return trained.model, trained.history
 
 
 def _compress_step(index, spec, model, baseline, data, run_dir, input_key, result, progress, notify, recipe):
@@ -113,9 +114,10 @@ def _compress_step(index, spec, model, baseline, data, run_dir, input_key, resul
     name = f"{index:02d}-{spec.name}"
     step_dir = run_dir / name
     key = step_key({"stage": spec.name, "params": spec.params, "finetune": spec.finetune}, input_key)
-    if _reuse(step_dir, key, MODEL_OUTPUTS + ["record.json"], name, result, notify):
-        record = StageRecord.from_dict(_read_json(step_dir / "record.json"))
-        return load_keras_model(step_dir / "model.keras"), key, record.quantization
+    model_path = step_dir / "model.keras"
+    if _reuse(step_dir, key, MODEL_OUTPUTS + ["record.json"], name, result, notify) is not None:
+        record = StageRecord.from_dict(json.loads((step_dir / "record.json").read_text()))
+        return load_keras_model(model_path), key, record.quantization, model_path
     notify(name, "start")
     began = time.perf_counter()
     stage = build_stage(spec.name, **spec.params)
@@ -124,11 +126,12 @@ def _compress_step(index, spec, model, baseline, data, run_dir, input_key, resul
     )
     outcome = stage.run(model, data, finetune=finetune, teacher=baseline, progress=progress)
     stage_recipe = outcome.record.quantization
+    open_step(step_dir)
     outputs = _save_model_step(
         outcome.model, data, step_dir, record=outcome.record, recipe=stage_recipe or recipe
     )
     _finish(step_dir, key, outputs, began, name, result, notify)
-    return outcome.model, key, stage_recipe
+    return outcome.model, key, stage_recipe, model_path
 
 
 def _save_model_step(model, data, step_dir, record, recipe) -> list[str]:
@@ -139,7 +142,6 @@ def _save_model_step(model, data, step_dir, record, recipe) -> list[str]:
     from edgeslim.analysis.keras_model import analyze_keras
     from edgeslim.export import export_model
     from edgeslim.modelio import save_keras_model
-    from edgeslim.train.fit import evaluate_keras
 
     save_keras_model(model, step_dir / "model.keras")
     if record is not None:
@@ -157,8 +159,11 @@ def _save_model_step(model, data, step_dir, record, recipe) -> list[str]:
         strict=False,
     )
     deployed = artifacts[0]
+    verification = deployed.sidecar["verification"]
     metrics = {
-        **evaluate_keras(model, data),
+        # Verification already ran the Keras model on the whole test set as its reference.
+        "test_accuracy": verification["keras_accuracy"],
+        "test_samples": verification["samples"],
         "dataset": data.summary(),
         "params": stats.total_params,
         "nonzero_params": stats.nonzero_params,
@@ -167,7 +172,7 @@ def _save_model_step(model, data, step_dir, record, recipe) -> list[str]:
         "deployed": {**deployed.sidecar, "path": str(deployed.path.relative_to(step_dir))},
     }
     write_json(step_dir / "metrics.json", metrics)
-    outputs = MODEL_OUTPUTS + [str(deployed.path.relative_to(step_dir))]
+    outputs = MODEL_OUTPUTS + [str(p.relative_to(step_dir)) for p in (deployed.path, deployed.sidecar_path)]
     return outputs + (["record.json"] if record is not None else [])
 
 
@@ -186,14 +191,13 @@ def _export_step(target, model, model_path, data, config, run_dir, input_key, re
         "recipe": recipe,
     }
     key = step_key(section, input_key)
-    marker = cached(step_dir, key, [])
+    marker = _reuse(step_dir, key, [], name, result, notify)
     if marker is not None:
-        result.steps.append(StepOutcome(name, step_dir, key, True, 0.0, marker))
         result.failures += marker.get("failures", [])
-        notify(name, "cached")
         return
     notify(name, "start")
     began = time.perf_counter()
+    open_step(step_dir)
     failures: list[str] = []
     try:
         artifacts = export_model(
@@ -252,22 +256,16 @@ def _report_step(config, run_dir, result, notify) -> dict[str, Any]:
     return report
 
 
-def _reuse(step_dir, key, outputs, name, result, notify) -> bool:
+def _reuse(step_dir, key, outputs, name, result, notify) -> dict[str, Any] | None:
+    """The step's marker when it can be reused as it is (recorded as a cached step), else None."""
     marker = cached(step_dir, key, outputs)
-    if marker is None:
-        return False
-    result.steps.append(StepOutcome(name, step_dir, key, True, 0.0, marker))
-    notify(name, "cached")
-    return True
+    if marker is not None:
+        result.steps.append(StepOutcome(name, step_dir, key, True, 0.0, marker))
+        notify(name, "cached")
+    return marker
 
 
 def _finish(step_dir, key, outputs, began, name, result, notify) -> None:
     info = close_step(step_dir, key, outputs, time.perf_counter() - began)
     result.steps.append(StepOutcome(name, step_dir, key, False, info["seconds"], info))
     notify(name, "done")
-
-
-def _read_json(path: Path) -> Any:
-    import json
-
-    return json.loads(path.read_text())

@@ -21,14 +21,14 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
     lines += [
         "## Stages (each measured in LiteRT)",
         "",
-        _table(STAGE_HEADERS, [stage_row(s) for s in report["stages"]]),
+        markdown_table(STAGE_HEADERS, [stage_row(s) for s in report["stages"]]),
         "",
     ]
     if report["artifacts"]:
         lines += [
             "## Exported artifacts",
             "",
-            _table(ARTIFACT_HEADERS, [artifact_row(a) for a in report["artifacts"]]),
+            markdown_table(ARTIFACT_HEADERS, [artifact_row(a) for a in report["artifacts"]]),
             "",
         ]
     for name, path in (plots or {}).items():
@@ -37,7 +37,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
         lines += [
             f"## Layers after {stage['name']}",
             "",
-            _table(LAYER_HEADERS, [layer_row(r) for r in stage["layers"]]),
+            markdown_table(LAYER_HEADERS, [layer_row(r) for r in stage["layers"]]),
             "",
         ]
         changes = [c for c in stage["changes"] if c.get("action") not in ("kept",)]
@@ -45,7 +45,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
             lines += [
                 f"What {stage['stage']} changed:",
                 "",
-                _table(CHANGE_HEADERS, [change_row(c) for c in changes]),
+                markdown_table(CHANGE_HEADERS, [change_row(c) for c in changes]),
                 "",
             ]
     return "\n".join(lines).rstrip() + "\n"
@@ -167,7 +167,8 @@ def _ms(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table; a '|' inside a cell would split it, so it becomes '/'."""
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    out += ["| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |" for row in rows]
     return "\n".join(out)
