@@ -6,34 +6,36 @@ import json
 
 import pytest
 
-from edgeslim.compress import parse_stage_spec
-from edgeslim.compress.chain import run_chain
-from edgeslim.train.finetune import FinetuneConfig
 
 
-def test_chain_writes_every_stage_and_distils_from_the_input(tmp_path, digits, digits_model):
-    from edgeslim.modelio import load_keras_model
+def test_chain_writes_every_stage_and_distils_from_the_input(tmp_path, digits, digits_model_path):
+    """`edgeslim compress` is the pipeline without training or export: one orchestrator, one layout."""
+    from edgeslim.modelio import load_keras_model, read_recipe
+    from edgeslim.pipeline import run_pipeline
+    from edgeslim.pipeline.config import validate
 
+    before = digits_model_path.read_bytes()
     stages = [
-        parse_stage_spec(s) for s in ("prune:sparsity=0.5,mode=structured", "separable:rank=2", "quantize")
+        {"prune": {"sparsity": 0.5, "mode": "structured", "finetune": {"epochs": 1}}},
+        {"separable": {"rank": 2, "finetune": {"epochs": 1}}},
+        {"quantize": {"per_channel": False}},
     ]
-    before = [w.copy() for w in digits_model.get_weights()]
-    results = run_chain(
-        digits_model, digits, stages, FinetuneConfig(epochs=1), out_dir=tmp_path, progress=False
-    )
-    assert all((a == b).all() for a, b in zip(before, digits_model.get_weights(), strict=True))
-    assert [r.record.stage for r in results] == ["prune", "separable", "quantize"]
-    for index, result in enumerate(results, start=1):
-        folder = tmp_path / f"{index:02d}-{result.record.stage}"
+    config = validate({"model": str(digits_model_path), "compress": stages, "export": {"targets": []}})
+    result = run_pipeline(config, tmp_path, progress=False)
+    assert digits_model_path.read_bytes() == before  # the user's model is never touched
+    assert [s.name for s in result.steps] == ["train", "01-prune", "02-separable", "03-quantize", "report"]
+    stages = result.report["stages"]
+    for stage in stages[1:]:
+        folder = tmp_path / stage["name"]
         record = json.loads((folder / "record.json").read_text())
         metrics = json.loads((folder / "metrics.json").read_text())
-        assert record["stage"] == result.record.stage and metrics["macs"] == record["totals"]["macs_after"]
+        assert metrics["macs"] == record["totals"]["macs_after"]
         assert load_keras_model(folder / "model.keras").count_params() == metrics["params"]
-    assert results[0].record.finetune["metrics"]["distilled"]  # structural stages are fine-tuned
-    assert results[2].record.finetune is None and results[2].record.quantization["mode"] == "int8"
-    summary = json.loads((tmp_path / "chain.json").read_text())
-    assert summary["stages"][-1]["metrics"]["macs"] < summary["input"]["macs"] / 2
-    assert summary["stages"][-1]["metrics"]["test_accuracy"] > 0.8
+    assert stages[1]["finetune"]["metrics"]["distilled"]  # structural stages are fine-tuned
+    assert not stages[3]["finetuned"] and stages[3]["deployed"]["quantization"] == "int8"
+    # The recipe travels inside the model file, so a later `edgeslim export` honours it.
+    assert read_recipe(tmp_path / "03-quantize" / "model.keras").per_channel is False
+    assert stages[-1]["macs"] < stages[0]["macs"] / 2 and stages[-1]["deployed"]["accuracy"] > 0.8
 
 
 def test_cli_compress(tmp_path, digits_model_path, capsys):
@@ -58,6 +60,7 @@ def test_cli_compress(tmp_path, digits_model_path, capsys):
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert [item["record"]["stage"] for item in printed] == ["prune", "lowrank"]
+    assert all(item["metrics"]["accuracy"] > 0.5 for item in printed)
     assert (out / "01-prune" / "model.keras").is_file() and (out / "02-lowrank" / "record.json").is_file()
 
 

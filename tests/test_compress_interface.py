@@ -66,7 +66,7 @@ def test_an_unbuilt_model_is_refused(digits):
 
 STAGE_SPECS = {
     "prune": "prune:sparsity=0.25,mode=structured,compensate=none",
-    "unstructured": "prune:sparsity=0.5,measure_export=false",
+    "unstructured": "prune:sparsity=0.5",
     "lowrank": "lowrank:energy=0.9,calib_samples=0",
     "separable": "separable:rank=2,calib_samples=0",
     "quantize": "quantize",
@@ -131,7 +131,7 @@ def test_an_unknown_custom_layer_is_skipped_with_a_reason(digits):
     assert (
         structured.model.get_layer("conv1").filters == 8 and structured.model.get_layer("conv2").filters == 8
     )
-    for spec in ("lowrank:rank=2", "separable:rank=1", "prune:sparsity=0.5,measure_export=false", "quantize"):
+    for spec in ("lowrank:rank=2", "separable:rank=1", "prune:sparsity=0.5", "quantize"):
         result = parse_stage_spec(spec).apply(model, digits)
         assert result.model.predict(digits.x_test[:4], verbose=0).shape == (4, 10)
         if spec != "quantize":

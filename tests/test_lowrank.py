@@ -8,39 +8,41 @@ import pytest
 
 from edgeslim.analysis.keras_model import analyze_keras
 from edgeslim.compress import LowRankStage
-from edgeslim.compress import factorize as fz
+from edgeslim.compress.lowrank import rank_for_energy, rank_for_error
+from edgeslim.layers import Factorization
+from edgeslim.layers.graph import ModelGraph
 from edgeslim.train.finetune import accuracy
 
 
 @pytest.mark.parametrize("strides,padding,dilation", [(1, "valid", 1), (2, "same", 1), (1, "same", 2)])
 def test_channel_and_spatial_splits_are_exact_at_full_rank(strides, padding, dilation):
     rng = np.random.default_rng(0)
-    kernel = rng.normal(size=(3, 3, 4, 5)).astype("float32")
+    inputs = keras.Input((11, 11, 4))
+    conv = keras.layers.Conv2D(5, 3, strides=strides, padding=padding, dilation_rate=dilation, name="conv")
+    model = keras.Model(inputs, conv(inputs))
+    conv.set_weights([rng.normal(size=(3, 3, 4, 5)).astype("float32"), rng.normal(size=5).astype("float32")])
     x = rng.random((2, 11, 11, 4)).astype("float32")
-    conv = keras.ops.conv
-    reference = conv(x, kernel, strides=strides, padding=padding, dilation_rate=dilation)
-    a, b = fz.channel_factors(kernel, 5)
-    channel = conv(conv(x, a, strides=strides, padding=padding, dilation_rate=dilation), b)
-    v, h = fz.spatial_factors(kernel, 3 * 4)
-    spatial = conv(
-        conv(x, v, strides=(strides, 1), padding=padding, dilation_rate=(dilation, 1)),
-        h,
-        strides=(1, strides),
-        padding=padding,
-        dilation_rate=(1, dilation),
-    )
-    assert np.max(np.abs(np.asarray(channel) - np.asarray(reference))) < 1e-4
-    assert np.max(np.abs(np.asarray(spatial) - np.asarray(reference))) < 1e-4
+    graph = ModelGraph(model)
+    node = graph.nodes["conv"]
+    options = {f.scheme: f for f in node.handler.factorizations(node.call_shapes()[0])}
+    for scheme, rank in (("channel", 5), ("spatial", 3 * 4)):
+        assert options[scheme].error(rank) == pytest.approx(0.0, abs=1e-6)
+        new = graph.rebuild({"conv": node.handler.factorize(scheme, rank, {"conv"})})
+        assert np.max(np.abs(new.predict(x, verbose=0) - model.predict(x, verbose=0))) < 1e-4
+        # The price quoted before building equals what the analysis counts on the built layers.
+        assert analyze_keras(new).total_macs == options[scheme].macs(rank)
 
 
 def test_rank_rules():
     sigma = np.array([4.0, 2.0, 1.0, 0.5])
     energy = np.cumsum(sigma**2) / np.sum(sigma**2)  # 0.754, 0.943, 0.990, 1.0
-    assert fz.choose_rank(sigma, energy=0.9) == 2 and energy[1] >= 0.9 > energy[0]
-    assert fz.choose_rank(sigma, energy=1.0) == 4
-    assert fz.choose_rank(sigma, rank=3) == 3 and fz.choose_rank(sigma, rank=10) == 4
-    assert fz.truncation_error(sigma, 2) == pytest.approx(np.sqrt((1 + 0.25) / np.sum(sigma**2)))
-    assert fz.rank_for_error(sigma, fz.truncation_error(sigma, 3)) == 3
+    option = Factorization("dense", sigma, 4, 4, 8, 8, 16, 16)
+    assert rank_for_energy(sigma, 0.9) == 2 and energy[1] >= 0.9 > energy[0]
+    assert rank_for_energy(sigma, 1.0) == 4
+    assert LowRankStage(rank=3).choose_rank(option) == 3 and LowRankStage(rank=10).choose_rank(option) == 4
+    assert LowRankStage(ratio=0.5).choose_rank(option) == 1  # floor(0.5 * 16 / 8)
+    assert option.error(2) == pytest.approx(np.sqrt((1 + 0.25) / np.sum(sigma**2)))
+    assert rank_for_error(option, option.error(3)) == 3
 
 
 def test_lowrank_on_mnist_cuts_multiplications(mnist, mnist_model):

@@ -8,8 +8,10 @@ from test_compress_graph import trained, weights_of
 
 from edgeslim.analysis.keras_model import analyze_keras
 from edgeslim.compress import PruneStage
-from edgeslim.compress.magnitude import kernel_variables, polynomial_sparsity
-from edgeslim.train.finetune import FinetuneConfig, accuracy
+from edgeslim.compress.magnitude import polynomial_sparsity
+from edgeslim.layers.sparsity import kernel_variables
+from edgeslim.train.config import FinetuneConfig
+from edgeslim.train.finetune import accuracy, finetune
 
 
 def kernel_sparsity(layer) -> float:
@@ -29,7 +31,7 @@ def test_unstructured_reaches_target_and_saves_exact_zeros(mnist, mnist_model, s
     from edgeslim.modelio import load_keras_model, save_keras_model
 
     before = weights_of(mnist_model)
-    result = PruneStage(sparsity=0.8, scope=scope, measure_export=False).apply(mnist_model, mnist)
+    result = PruneStage(sparsity=0.8, scope=scope).apply(mnist_model, mnist)
     assert all(np.array_equal(a, b) for a, b in zip(before, mnist_model.get_weights(), strict=True))
     record = result.record
     assert record.extra["kernel_sparsity"] == pytest.approx(0.8, abs=0.01)
@@ -46,8 +48,8 @@ def test_unstructured_reaches_target_and_saves_exact_zeros(mnist, mnist_model, s
 
 
 def test_gradual_pruning_during_finetuning_keeps_masks(digits, digits_model):
-    stage = PruneStage(sparsity=0.7, per_layer="dense1:0.9", frequency=5, measure_export=False)
-    result = stage.run(digits_model, digits, FinetuneConfig(epochs=2))
+    stage = PruneStage(sparsity=0.7, per_layer="dense1:0.9", frequency=5)
+    result = stage.run(digits_model, digits, FinetuneConfig(epochs=2), finetuner=finetune)
     for row in result.record.changed:
         target = 0.9 if row.name == "dense1" else 0.7
         assert abs(row.sparsity - target) <= 0.01, row
@@ -58,14 +60,6 @@ def test_gradual_pruning_during_finetuning_keeps_masks(digits, digits_model):
     assert accuracy(result.model, digits.x_test, digits.y_test) == pytest.approx(
         result.record.finetune["metrics"]["test_accuracy"]
     )
-
-
-def test_export_sizes_report_gzip_and_sparse_encoding(digits, digits_model):
-    record = PruneStage(sparsity=0.9).apply(digits_model, digits).record
-    export = record.extra["export"]
-    dense, sparse = export["float32"], export["float32_sparse"]
-    assert dense["gzip_bytes"] < dense["bytes"] / 2  # 90 % zeros compress
-    assert sparse is not None and export["sparse_helped"] == (sparse["bytes"] < dense["bytes"])
 
 
 def test_structured_pruning_shrinks_lenet5_on_mnist(mnist, mnist_model):

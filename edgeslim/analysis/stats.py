@@ -20,6 +20,10 @@ class LayerStats:
     rank: int | None = None
     dtype: str = "float32"
     note: str = ""
+    family: str = ""  # the handler family (edgeslim.layers) that counted it
+    calls: int = 1  # a shared layer runs once per call
+    macs_known: bool = True  # False: a kind whose multiplications are not counted (see note)
+    output_bytes: int = 0  # float32 bytes of one call's output (activation memory)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -39,6 +43,10 @@ class ModelStats:
         return sum(layer.macs for layer in self.layers)
 
     @property
+    def macs_complete(self) -> bool:
+        return all(layer.macs_known for layer in self.layers)
+
+    @property
     def nonzero_params(self) -> int:
         return sum(layer.nonzero_params for layer in self.layers)
 
@@ -54,5 +62,6 @@ class ModelStats:
             "total_macs": self.total_macs,
             "nonzero_params": self.nonzero_params,
             "sparsity": self.sparsity,
+            "macs_complete": self.macs_complete,
             "layers": [layer.to_dict() for layer in self.layers],
         }

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
+
+import typer
 
 from edgeslim.cli.app import app, console
+from edgeslim.cli.logs import captured_output, log_path
 from edgeslim.errors import EdgeslimError
 
 # Each module registers its commands on `app` when imported. Adding a command: one new module,
@@ -23,38 +28,81 @@ COMMAND_MODULES = [
 for _module in COMMAND_MODULES:
     importlib.import_module(_module)
 
+VERBOSE_FLAGS = ("--verbose", "-v")
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; a user mistake (EdgeslimError) becomes one line on stderr and exit code 2."""
-    from edgeslim.cli.stderr_filter import filtered_stderr
+    """Run the CLI and return its exit code: 0 done, 1 a result that failed, 2 a user mistake.
 
-    with filtered_stderr():
-        return _run(argv)
+    ``--verbose`` (anywhere on the line) shows the libraries' own output, which otherwise goes to the
+    log file only (see edgeslim.cli.logs).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = bool(os.environ.get("EDGESLIM_VERBOSE")) or any(a in VERBOSE_FLAGS for a in args)
+    args = [a for a in args if a not in VERBOSE_FLAGS]
+    command = next((a for a in args if not a.startswith("-")), "")
+    if not args or "--help" in args:  # typer prints the help itself, to stdout: nothing to capture
+        return _run(args)
+    with captured_output(command, verbose=verbose):
+        return _run(args)
 
 
-def _run(argv: list[str] | None) -> int:
+def _run(args: list[str]) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=args, standalone_mode=False, prog_name="edgeslim")
     except EdgeslimError as exc:
-        console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-        if exc.hint:
-            console.print(f"  [yellow]fix:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        for line in exc.lines():
+            _error_line(line)
         return exc.exit_code
+    except typer.TyperException as exc:  # click's usage errors: unknown option, missing argument, bad value
+        _usage_error(exc)
+        return 0 if type(exc).__name__ == "NoArgsIsHelpError" else int(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        console.print("aborted")
+        return 1
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    except Exception as exc:  # click's own usage errors
-        import click
+    except Exception:  # noqa: BLE001 - not a user mistake: a bug of ours, shown in full and to be reported
+        _report_bug()
+        return 1
+    return int(code) if isinstance(code, int) else 0
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
-        raise
-    return 0
+
+def _error_line(message: str) -> None:
+    console.print(f"[bold red]error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _usage_error(exc: typer.TyperException) -> None:
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `edgeslim` alone: the help, as --help shows it
+        from edgeslim.cli.logs import terminal_stdout
+
+        terminal_stdout().write(exc.format_message() + "\n")
+        return
+    where = ctx.command_path if ctx is not None else "edgeslim"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(message.split())  # click wraps long messages over several lines
+    _error_line(f"{where}: {message} (see `{where} --help`)")
+
+
+def _report_bug() -> None:
+    text = traceback.format_exc()
+    sys.stderr.write(text)  # into the log as well, when one is being written
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+    where = log_path()
+    console.print(
+        "[bold red]internal error:[/] this is a bug in edgeslim, not something you did; please report it "
+        "with the traceback above" + (f" and the log {where}" if where else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def entrypoint() -> None:

@@ -7,7 +7,6 @@ imported inside the command functions, so `edgeslim --help` stays fast and Tenso
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import typer
@@ -26,6 +25,15 @@ console = Console(stderr=True)  # progress and tables go to stderr; --json outpu
 
 def print_json(obj: Any) -> None:
     from edgeslim.atomic import _json_default
+    from edgeslim.cli.logs import terminal_stdout
 
-    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    sys.stdout.flush()
+    out = terminal_stdout()
+    out.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    out.flush()
+
+
+def stdout_console() -> Console:
+    """A console on the real stdout, for a command's own tables (inspect)."""
+    from edgeslim.cli.logs import terminal_stdout
+
+    return Console(file=terminal_stdout(), width=140)

@@ -1,4 +1,8 @@
-"""`edgeslim compress`: run compression stages in order, each fine-tuned, and write every stage's result."""
+"""`edgeslim compress`: run compression stages in order, each fine-tuned, and write every stage's result.
+
+It is the pipeline without training and export: the same run directory (00-train measures the input
+model, NN-<stage>/ holds each stage's model, record and LiteRT measurement), manifest and report.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from edgeslim.cli.app import app, console, print_json
 
 @app.command()
 def compress(
-    model: Annotated[Path, typer.Argument(help="The .keras model to compress (it is never modified).")],
+    model: Annotated[
+        Path, typer.Argument(help="The trained .keras model to compress (it is never modified).")
+    ],
     stage: Annotated[
         list[str],
         typer.Option(
@@ -22,10 +28,12 @@ def compress(
             "quantize:mode=int8",
         ),
     ],
-    dataset: Annotated[str, typer.Option(help="digits, mnist, fashion_mnist or npz.")] = "digits",
-    data_dir: Annotated[Path | None, typer.Option(help="IDX folder (mnist) or .npz file (npz).")] = None,
+    dataset: Annotated[str, typer.Option(help="digits, mnist, fashion_mnist, npz or folder.")] = "digits",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="IDX folder (mnist), .npz file or image folder.")
+    ] = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for NN-<stage>/model.keras, record.json, metrics.json.")
+        Path, typer.Option(help="Run folder: NN-<stage>/model.keras, record.json, metrics.json, report/.")
     ] = Path("runs/compress"),
     finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after each stage (0: none).")] = 2,
     distill: Annotated[bool, typer.Option(help="Distil from the input model while fine-tuning.")] = True,
@@ -37,66 +45,95 @@ def compress(
     unsafe_load: Annotated[
         bool, typer.Option(help="Allow a .keras model that carries code (Lambda).")
     ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the chain summary as JSON.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the stages' records as JSON.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
 ) -> None:
     """Compress MODEL with the given stages; every stage's model and record land in OUT."""
-    from edgeslim.compress import parse_stage_spec
+    from edgeslim.cli.logs import move_log
+    from edgeslim.compress.registry import split_stage_spec
+    from edgeslim.errors import ConfigError
+    from edgeslim.pipeline import run_pipeline
+    from edgeslim.pipeline.config import validate
 
-    stages = [parse_stage_spec(spec) for spec in stage]  # bad specs fail before anything heavy loads
-    from dataclasses import replace
-
-    from edgeslim.compress.chain import run_chain
-    from edgeslim.data import load_dataset
-    from edgeslim.modelio import load_keras_model
-    from edgeslim.train.finetune import FinetuneConfig, default_train
-    from edgeslim.train.fit import check_compatible
-
-    train = replace(default_train(), learning_rate=lr, batch_size=batch_size, seed=seed)
-    train.validate("finetune")
-    config = FinetuneConfig(
-        epochs=finetune_epochs, distill=distill, alpha=alpha, temperature=temperature, train=train
-    )
-    keras_model = load_keras_model(model, unsafe=unsafe_load)
-    data = load_dataset(dataset, data_dir, seed=seed)
-    check_compatible(keras_model, data)
-    results = run_chain(
-        keras_model,
-        data,
-        stages,
-        config if finetune_epochs else None,
-        out_dir=out,
-        progress=not (quiet or json_output),
-    )
+    finetune = {
+        "epochs": finetune_epochs,
+        "distill": distill,
+        "alpha": alpha,
+        "temperature": temperature,
+        "learning_rate": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    stages = []
+    for spec in stage:
+        name, params = split_stage_spec(spec)
+        stages.append({name: {**params, **({"finetune": finetune} if finetune_epochs else {})}})
+    raw = {
+        "dataset": {"name": dataset, "data_dir": str(data_dir.resolve()) if data_dir else None, "seed": seed},
+        "model": {"source": str(model.resolve()), "unsafe_load": unsafe_load}
+        if unsafe_load
+        else str(model.resolve()),
+        "compress": stages,
+        "export": {"targets": []},
+    }
+    try:
+        config = validate(raw)  # every stage parameter is checked before anything heavy loads
+    except ConfigError as exc:  # name the stage by its --stage spec, not its place in a config file
+        for problem in exc.problems:
+            problem.message = (
+                problem.message.split("].", 1)[-1]
+                if problem.message.startswith("compress[")
+                else problem.message
+            )
+        raise
+    move_log(out / "logs")
+    silent = quiet or json_output
+    result = run_pipeline(config, out, progress=not silent, notify=None if silent else _notify)
+    report = result.report or {}
     if json_output:
         print_json(
-            [{"record": r.record.to_dict(), "metrics": r.record.extra.get("test_metrics")} for r in results]
+            [{"record": _record(out, s), "metrics": s.get("deployed")} for s in report.get("stages", [])[1:]]
         )
         return
-    _print_table(results, out)
+    _print_table(report)
+    console.print(f"wrote {out}  (report: {out / 'report' / 'report.html'})")
 
 
-def _print_table(results: list, out: Path) -> None:
+def _record(out: Path, stage: dict) -> dict:
+    import json
+
+    return json.loads((out / stage["name"] / "record.json").read_text())
+
+
+def _notify(step: str, event: str) -> None:
+    from edgeslim.cli.pipeline import _notify as pipeline_notify
+
+    pipeline_notify(step, event)
+
+
+def _print_table(report: dict) -> None:
     from rich.table import Table
 
-    table = Table(title="compression chain")
-    for column in ("stage", "test acc", "params", "MACs", "changed", "skipped", "seconds"):
-        table.add_column(column, justify="right" if column not in ("stage",) else "left")
-    for index, result in enumerate(results, start=1):
-        record, metrics = result.record, result.record.extra.get("test_metrics", {})
+    from edgeslim.report.format import acc, kb, num
+
+    table = Table(title="compression chain (each stage measured in LiteRT)")
+    for column in ("stage", "accuracy", "params", "multiplications", "bytes", "changed", "skipped"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for s in report.get("stages", []):
+        changes = s.get("changes") or []
         table.add_row(
-            f"{index:02d}-{record.stage}",
-            f"{metrics.get('test_accuracy', float('nan')):.2%}",
-            f"{record.totals['params_before']:,} -> {record.totals['params_after']:,}",
-            f"{record.totals['macs_before']:,} -> {record.totals['macs_after']:,}",
-            str(len(record.changed)),
-            str(len(record.skipped)),
-            f"{record.seconds:.1f}",
+            s["name"],
+            acc(s["deployed"]["accuracy"]),
+            num(s["params"]),
+            num(s["macs"]),
+            kb(s["deployed"]["bytes"]),
+            str(sum(c["action"] not in ("skipped", "kept") for c in changes)),
+            str(sum(c["action"] == "skipped" for c in changes)),
         )
     console.print(table)
-    for result in results:
-        for row in result.record.skipped:
-            console.print(
-                f"  [dim]{result.record.stage}: {row.name} skipped: {row.reason}[/]", highlight=False
-            )
-    console.print(f"wrote {out}")
+    for s in report.get("stages", []):
+        for c in s.get("changes") or []:
+            if c["action"] == "skipped":
+                console.print(f"  [dim]{s['stage']}: {c['name']} skipped: {c['reason']}[/]", highlight=False)
+        for note in s.get("notes") or []:
+            console.print(f"  [yellow]{s['stage']}: {note}[/]", highlight=False)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeslim.cli.app import app, console, print_json
+from edgeslim.cli.app import app, console, print_json, stdout_console
 
 
 @app.command()
@@ -50,7 +50,7 @@ def _print_keras(info: dict[str, Any]) -> None:
             f"{layer['macs']:,}",
             f"{layer['sparsity']:.1%}",
         )
-    _stdout_console().print(table)
+    stdout_console().print(table)
 
 
 def _print_ops(info: dict[str, Any]) -> None:
@@ -68,7 +68,7 @@ def _print_ops(info: dict[str, Any]) -> None:
             _short(op.get("inputs")),
             _short(op.get("outputs")),
         )
-    out = _stdout_console()
+    out = stdout_console()
     out.print(table)
     summary = {k: info[k] for k in ("total_params", "param_bytes", "op_counts", "tensor_dtypes") if k in info}
     for key, value in summary.items():
@@ -81,9 +81,3 @@ def _short(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return "" if value is None else str(value)
-
-
-def _stdout_console():
-    from rich.console import Console
-
-    return Console(width=140)

@@ -48,6 +48,7 @@ def pipeline(
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Run train -> compress -> export -> report. Unchanged steps are skipped on a rerun."""
+    from edgeslim.cli.logs import move_log
     from edgeslim.pipeline import load_config, run_pipeline
 
     overrides = list(set_ or [])
@@ -56,6 +57,7 @@ def pipeline(
     overrides += [f"model={model}"] if model else []
     overrides += [f"train.epochs={epochs}"] if epochs is not None else []
     cfg = load_config(config, overrides)
+    move_log(out / "logs")
     silent = quiet or json_output
     result = run_pipeline(cfg, out, progress=not silent, notify=None if silent else _notify)
     summary = _summary(result)
@@ -78,8 +80,11 @@ def report(
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the matplotlib plots.")] = False,
 ) -> None:
     """Rebuild the report (JSON, Markdown, HTML) from a run directory's records."""
+    from edgeslim.cli.logs import move_log
     from edgeslim.report import build_report, write_report
 
+    if run_dir.is_dir():
+        move_log(run_dir / "logs")
     data = build_report(run_dir)
     written = write_report(data, out or run_dir / "report", plots=not no_plots)
     if json_output:
@@ -92,9 +97,14 @@ def report(
 
 
 def _notify(step: str, event: str) -> None:
+    from rich.markup import escape
+
+    if event == "note":
+        console.print(f"  [yellow]{escape(step)}[/]", highlight=False)
+        return
     style = {"start": "bold cyan", "cached": "dim", "done": "green", "failed": "bold red"}[event]
     label = {"start": "running", "cached": "unchanged, skipped", "done": "done", "failed": "FAILED"}[event]
-    console.print(f"[{style}]{step}: {label}[/]")
+    console.print(f"[{style}]{escape(step)}: {label}[/]", highlight=False)
 
 
 def _summary(result: Any) -> dict[str, Any]:

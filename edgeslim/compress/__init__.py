@@ -1,76 +1,22 @@
 """Compression stages: prune, lowrank, separable, quantize, behind one interface (base.Stage).
 
-Adding a technique: one module with a Stage subclass, and one line in STAGES. Importing this
-package registers the custom Keras layers the stages can produce (fake-quant layers of a QAT
-training copy), so `.keras` files holding them load in safe mode.
+Importing this package imports no TensorFlow or Keras: a stage's parameters are validated without
+them (a config check stays fast); the work happens in ``apply``. Adding a technique: one module with
+a Stage subclass, and one line in registry.STAGES.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from edgeslim.compress import fakequant as _fakequant  # noqa: F401 - registers the custom layers
-from edgeslim.compress.base import LayerChange, Stage, StageRecord, StageResult
+from edgeslim.compress.base import Finetuner, LayerChange, Stage, StageRecord, StageResult
 from edgeslim.compress.lowrank import LowRankStage
 from edgeslim.compress.prune import PruneStage
 from edgeslim.compress.quantize import QuantizeStage
+from edgeslim.compress.registry import STAGES, build_stage, parse_stage_spec, parse_value
 from edgeslim.compress.separable import SeparableStage
-from edgeslim.errors import ConfigError
-
-STAGES: dict[str, type[Stage]] = {
-    "prune": PruneStage,
-    "lowrank": LowRankStage,
-    "separable": SeparableStage,
-    "quantize": QuantizeStage,
-}
-
-
-def build_stage(name: str, **params: Any) -> Stage:
-    """A configured stage by name; unknown names and parameters raise ConfigError."""
-    if name not in STAGES:
-        raise ConfigError(f"unknown stage {name!r}", f"known stages: {sorted(STAGES)}")
-    cls = STAGES[name]
-    known = cls.param_names()
-    for key in params:
-        if key not in known:
-            raise ConfigError(f"{name}.{key}: unknown parameter", f"{name} takes: {', '.join(known)}")
-    return cls(**params)
-
-
-def parse_value(text: str) -> Any:
-    """'3' -> 3, '0.5' -> 0.5, 'true' -> True, 'none' -> None, anything else stays a string."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "yes", "on"):
-        return True
-    if lowered in ("false", "no", "off"):
-        return False
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip()
-
-
-def parse_stage_spec(spec: str) -> Stage:
-    """``"prune:sparsity=0.8,mode=structured"`` -> a configured PruneStage."""
-    name, _, rest = spec.strip().partition(":")
-    params: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(
-                f"stage spec {spec!r}: expected key=value, got {item!r}",
-                "write e.g. prune:sparsity=0.8,mode=structured",
-            )
-        params[key.strip()] = parse_value(value)
-    return build_stage(name.strip(), **params)
-
 
 __all__ = [
     "STAGES",
+    "Finetuner",
     "LayerChange",
     "LowRankStage",
     "PruneStage",
@@ -81,4 +27,5 @@ __all__ = [
     "StageResult",
     "build_stage",
     "parse_stage_spec",
+    "parse_value",
 ]

@@ -1,6 +1,6 @@
 """Counting what a stage changed: per-layer and total parameters and multiplications, before and after.
 
-All counts come from edgeslim.analysis (the course's formulas), the same numbers `inspect` shows.
+All counts come from edgeslim.analysis (each layer's handler), the same numbers `inspect` shows.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import numpy as np
 from edgeslim.analysis.keras_model import analyze_keras
 from edgeslim.analysis.stats import LayerStats
 from edgeslim.compress.base import LayerChange
+from edgeslim.layers import Replacement
+from edgeslim.layers.graph import ModelGraph
 
 
 class Accounting:
@@ -61,10 +63,20 @@ def relative_error(original: np.ndarray, approx: np.ndarray) -> float:
     return 0.0 if norm == 0 else float(np.linalg.norm(original - approx) / norm)
 
 
-def output_error(old: keras.layers.Layer, new: list[keras.layers.Layer], x: np.ndarray) -> float:
-    """||y' - y|| / ||y|| of a layer and its replacement, on the same real inputs."""
-    y = np.asarray(old(x))
-    out = x
-    for layer in new:
-        out = layer(out)
-    return relative_error(y, np.asarray(out))
+def output_errors(
+    graph: ModelGraph, replacements: dict[str, Replacement], dataset: Any, samples: int
+) -> dict[str, float]:
+    """||y' - y|| / ||y|| of each replaced layer and its replacement, on the same real inputs."""
+    if not samples or not replacements or dataset is None:
+        return {}
+    names = [n for n in replacements if graph.nodes[n].calls == 1 and len(graph.nodes[n].inputs[0]) == 1]
+    inputs = graph.layer_inputs(names, dataset.representative(samples))
+    errors = {}
+    for name in names:
+        x = inputs[name]
+        y = np.asarray(graph.nodes[name].layer(x))
+        out = x
+        for layer in replacements[name].layers:
+            out = layer(out)
+        errors[name] = relative_error(y, np.asarray(out))
+    return errors

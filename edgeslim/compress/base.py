@@ -6,18 +6,25 @@ model it is given, and says per layer what it changed, or why it left a layer al
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgeslim.errors import ConfigError
+from edgeslim.errors import ConfigError, Problems
 
 if TYPE_CHECKING:
     import keras
 
     from edgeslim.data.dataset import Dataset
-    from edgeslim.train.finetune import FinetuneConfig
+    from edgeslim.train.config import FinetuneConfig
+
+# Fine-tuning is a service the caller passes in (edgeslim.train.finetune.finetune has this shape):
+# finetuner(model, dataset, config, teacher=..., progress=..., callbacks=...) -> result with
+# ``history`` and ``metrics``; it trains ``model`` in place.
+Finetuner = Callable[..., Any]
 
 # "resized": only the layer's inputs shrank (a consumer of pruned channels).
 ACTIONS = ("pruned", "resized", "factorized", "replaced", "folded", "quantized", "skipped", "kept")
@@ -51,6 +58,7 @@ class StageRecord:
     finetune: dict[str, Any] | None = None
     quantization: dict[str, Any] | None = None  # only the quantize stage: the recipe the export applies
     extra: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the user should know (QAT skipped, and why)
 
     @property
     def changed(self) -> list[LayerChange]:
@@ -91,7 +99,19 @@ class Stage(ABC):
     structural: ClassVar[bool] = True  # changes weights or layers, so fine-tuning may follow
 
     def __post_init__(self) -> None:
-        self.validate()
+        # Every bad parameter is reported at once: `fail` records while validating.
+        self._problems = Problems()
+        self._validating = True
+        try:
+            self.validate()
+        except ConfigError as exc:
+            self._problems.items += exc.problems
+        except (TypeError, ValueError):
+            if not self._problems:  # no bad value was reported, so this is a bug of ours
+                raise
+        finally:
+            self._validating = False
+        self._problems.raise_if_any()
 
     def validate(self) -> None:  # noqa: B027 - a stage without parameters has nothing to check
         """Raise ConfigError naming ``<stage>.<param>`` for any bad parameter."""
@@ -113,15 +133,15 @@ class Stage(ABC):
         dataset: Dataset,
         finetune: FinetuneConfig | None = None,
         teacher: keras.Model | None = None,
-        progress: bool = False,
+        progress: Any = False,
+        finetuner: Finetuner | None = None,
     ) -> StageResult:
-        """``apply``, then fine-tune the result (distilling from ``teacher``, by default the input model)."""
+        """``apply``, then fine-tune the result with ``finetuner`` (distilling from ``teacher``, by
+        default the input model) when ``finetune`` asks for epochs and the stage changed something."""
         result = self.apply(model, dataset)
         if finetune is not None and finetune.epochs > 0 and self.structural and result.record.changed:
-            from edgeslim.train.finetune import finetune as run_finetune
-
             start = time.perf_counter()
-            trained = run_finetune(
+            trained = require(finetuner)(
                 result.model,
                 dataset,
                 finetune,
@@ -135,7 +155,11 @@ class Stage(ABC):
 
     # Parameter checks shared by every stage: the message always names `<stage>.<param>`.
     def fail(self, param: str, expected: str, value: Any) -> None:
-        raise ConfigError(f"{self.name}.{param}: must be {expected}, got {value!r}")
+        error = ConfigError(f"{self.name}.{param}: must be {expected}, got {value!r}")
+        if getattr(self, "_validating", False):
+            self._problems.items.append(error)
+            return
+        raise error
 
     def check_number(
         self,
@@ -156,11 +180,12 @@ class Stage(ABC):
         else:
             expected = f"in {lo_b}{lo:g}, {hi:g}{hi_b}" if hi is not None else f"a number >= {lo:g}"
         ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok_type:
+        if isinstance(value, bool) or not ok_type or not math.isfinite(value):  # NaN passes every < and >
             self.fail(param, expected, value)
-        if lo is not None and (value <= lo if lo_open else value < lo):
-            self.fail(param, expected, value)
-        if hi is not None and (value >= hi if hi_open else value > hi):
+            return
+        too_low = lo is not None and (value <= lo if lo_open else value < lo)
+        too_high = hi is not None and (value >= hi if hi_open else value > hi)
+        if too_low or too_high:
             self.fail(param, expected, value)
 
     def check_choice(self, param: str, choices: tuple[str, ...]) -> None:
@@ -210,9 +235,17 @@ class LayerStage(Stage):
         return (not include or layer_name in include) and layer_name not in self.names("exclude")
 
 
+def require(finetuner: Finetuner | None) -> Finetuner:
+    if finetuner is None:
+        raise TypeError(
+            "fine-tuning needs a finetuner: pass finetuner=edgeslim.train.finetune.finetune (or your own)"
+        )
+    return finetuner
+
+
 def plain_copy(model: keras.Model) -> keras.Model:
     """The trained model without its training state (optimizer, distillation loss): what a stage hands on."""
-    from edgeslim.compress.graph import ModelGraph
+    from edgeslim.layers.graph import ModelGraph
 
     return ModelGraph(model).rebuild()
 

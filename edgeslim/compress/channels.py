@@ -1,13 +1,14 @@
-"""Which channels of a model can be removed together: the analysis behind structured pruning.
+"""Which channels of a model can be removed together: the dry run behind structured pruning.
 
-Every output feature (last axis) of every layer gets an id: a producer's channel (Dense unit, conv
-filter), or -1 for a feature nothing may remove (a model input, the output of a layer we do not
-understand). Ids flow through the graph: BatchNorm, activations, pooling and padding pass them on,
-a depthwise conv repeats each one ``depth_multiplier`` times, Flatten tiles them over the spatial
-positions (that is the Flatten -> Dense index map), Concatenate joins them. Add (and the other
-element-wise merges) ties channel i of every input into one group, removed together or not at
-all. A channel is pinned when it reaches a model output, a layer we cannot rewrite, or a fixed
-feature through such a tie.
+Every output feature (last axis) of every layer call gets an id: a producer's channel (Dense unit,
+conv filter, recurrent unit), or -1 for a feature nothing may remove (a model input, the output of a
+layer we do not rewrite). Ids flow through the graph by each layer's coupling (edgeslim.layers):
+norm and pass-through layers pass them on, a depthwise conv repeats each one ``depth_multiplier``
+times, Flatten tiles them over the spatial positions (the Flatten -> Dense index map), Concatenate
+joins them. Add (and the other element-wise merges) ties channel i of every input into one group,
+removed together or not at all; so does a shared layer, whose every call must see the same input
+channels. A channel is pinned, with the reason, when it reaches a model output, a layer that stops
+the flow, or a fixed feature through such a tie.
 """
 
 from __future__ import annotations
@@ -18,95 +19,10 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from edgeslim.compress.graph import ModelGraph
+from edgeslim.layers import CONCAT, DEPTHWISE, FLATTEN, MERGE, NORM, PASS, PRODUCER, STOP
+from edgeslim.layers.graph import ModelGraph
 
-L = keras.layers
-PRODUCERS: tuple[type, ...] = (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D, L.SeparableConv2D, L.SeparableConv1D)
-DEPTHWISE: tuple[type, ...] = (L.DepthwiseConv2D, L.DepthwiseConv1D)
-MERGES: tuple[type, ...] = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
-PASS_THROUGH: tuple[type, ...] = (
-    L.Activation,
-    L.ReLU,
-    L.LeakyReLU,
-    L.ELU,
-    L.Dropout,
-    L.SpatialDropout1D,
-    L.SpatialDropout2D,
-    L.SpatialDropout3D,
-    L.GaussianNoise,
-    L.GaussianDropout,
-    L.AlphaDropout,
-    L.ActivityRegularization,
-    L.MaxPooling1D,
-    L.MaxPooling2D,
-    L.MaxPooling3D,
-    L.AveragePooling1D,
-    L.AveragePooling2D,
-    L.AveragePooling3D,
-    L.GlobalAveragePooling1D,
-    L.GlobalAveragePooling2D,
-    L.GlobalAveragePooling3D,
-    L.GlobalMaxPooling1D,
-    L.GlobalMaxPooling2D,
-    L.GlobalMaxPooling3D,
-    L.ZeroPadding1D,
-    L.ZeroPadding2D,
-    L.ZeroPadding3D,
-    L.Cropping1D,
-    L.Cropping2D,
-    L.Cropping3D,
-    L.UpSampling1D,
-    L.UpSampling2D,
-    L.UpSampling3D,
-    L.Identity,
-)
 FIXED = -1
-
-
-def classify(layer: keras.layers.Layer, calls: int, in_rank: int, n_outputs: int) -> tuple[str, str]:
-    """(role, reason): producer, depthwise, batchnorm, pass, flatten, concat, merge, or opaque + why."""
-    if calls > 1:
-        return "opaque", f"shared layer (called {calls} times)"
-    if isinstance(layer, keras.Model):
-        return "opaque", "nested model"
-    if getattr(layer, "data_format", "channels_last") != "channels_last":
-        return "opaque", "channels_first data format"
-    if n_outputs != 1:
-        return "opaque", "more than one output"
-    if type(layer) in PRODUCERS or (isinstance(layer, PRODUCERS) and not _custom(layer)):
-        if getattr(layer, "groups", 1) != 1:
-            return "opaque", "grouped convolution"
-        return "producer", ""
-    if isinstance(layer, DEPTHWISE) and not _custom(layer):
-        return "depthwise", ""
-    if isinstance(layer, L.BatchNormalization) and not _custom(layer):
-        axis = (
-            layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
-        )
-        return (
-            ("batchnorm", "")
-            if axis in (-1, in_rank - 1)
-            else ("opaque", "BatchNorm over a non-channel axis")
-        )
-    if isinstance(layer, L.Activation) and getattr(layer.activation, "__name__", "") in (
-        "softmax",
-        "log_softmax",
-    ):
-        return "opaque", "softmax couples all channels"
-    if isinstance(layer, PASS_THROUGH) and not _custom(layer):
-        return "pass", ""
-    if isinstance(layer, L.Flatten) and not _custom(layer):
-        return "flatten", ""
-    if isinstance(layer, L.Concatenate) and not _custom(layer):
-        return "concat", ""
-    if isinstance(layer, MERGES) and not _custom(layer):
-        return "merge", ""
-    return "opaque", f"{type(layer).__name__} is not understood by structured pruning"
-
-
-def _custom(layer: keras.layers.Layer) -> bool:
-    """A user's subclass of a known layer may compute anything: treat it as unknown."""
-    return not type(layer).__module__.startswith("keras.")
 
 
 class ChannelAnalysis:
@@ -115,17 +31,21 @@ class ChannelAnalysis:
         self.channels: list[tuple[str, int]] = []  # id -> (producer name, channel index)
         self.parent: list[int] = []
         self.pinned_roots: dict[int, str] = {}  # root id -> why its group must stay
-        self.out_ids: dict[str, np.ndarray] = {}
-        self.in_ids: dict[str, list[np.ndarray]] = {}
+        self.out_ids: dict[str, np.ndarray] = {}  # (first call's) output ids of each layer / input
+        self.in_ids: dict[str, np.ndarray] = {}  # a layer's input ids (calls tied together)
         self.roles: dict[str, str] = {}
-        self.blocked: dict[str, str] = {}  # opaque layer -> why its inputs stay whole
+        self.blocked: dict[str, str] = {}  # stopping layer -> why its inputs stay whole
         self.producers: dict[str, np.ndarray] = {}  # producer name -> ids of its output channels
+        self._call_out: dict[tuple[str, int], np.ndarray] = {}
         for name, tensor in zip(graph.input_names, graph.functional.inputs, strict=True):
             self.out_ids[name] = np.full(_last_dim(tensor), FIXED)
+        self._index = {
+            id(k): (name, i) for name, n in graph.nodes.items() for i, k in enumerate(n.keras_nodes)
+        }
         for name, node in graph.nodes.items():
-            self._visit(name, node.layer, node.calls, may_prune)
-        for name in graph.output_names:
-            self._pin(self.out_ids[name], f"reaches the model output ({name})")
+            self._visit(name, node, may_prune)
+        for tensor in graph.functional.outputs:
+            self._pin(self._ids_of(tensor), "reaches the model output")
 
     # -- union-find over channel ids -------------------------------------------------------------
     def find(self, i: int) -> int:
@@ -143,6 +63,15 @@ class ChannelAnalysis:
             self.parent[rb] = ra
             if rb in self.pinned_roots and ra not in self.pinned_roots:
                 self.pinned_roots[ra] = self.pinned_roots.pop(rb)
+
+    def _tie(self, ids: list[np.ndarray], where: str) -> bool:
+        """Channel i of every array is one channel; False when their lengths differ."""
+        if any(len(i) != len(ids[0]) for i in ids):
+            return False
+        for other in ids[1:]:
+            for a, b in zip(ids[0], other, strict=True):
+                self._union(int(a), int(b), where)
+        return True
 
     def _pin(self, ids: np.ndarray, reason: str) -> None:
         for i in np.unique(ids):
@@ -162,66 +91,84 @@ class ChannelAnalysis:
         return np.arange(start, start + n)
 
     # -- propagation ---------------------------------------------------------------------------
-    def _visit(self, name: str, layer: keras.layers.Layer, calls: int, may_prune: Callable) -> None:
-        node = self.graph.nodes[name]
-        ins = [self.out_ids[p] for p in node.inputs]
-        self.in_ids[name] = ins
-        knode = node.keras_nodes[0]
-        in_shape = knode.input_tensors[0].shape if knode.input_tensors else ()
-        role, reason = classify(layer, calls, len(in_shape), len(knode.outputs))
-        out_dim = _last_dim(knode.outputs[0]) if role != "opaque" else None
-        if role == "producer" and len(ins) == 1:
-            n_in = (
-                layer.pointwise_kernel.shape[-2] // layer.depth_multiplier
-                if hasattr(layer, "pointwise_kernel")
-                else layer.kernel.shape[-2]
-            )
-            if len(ins[0]) != n_in:
-                role, reason = "opaque", "input features do not match the kernel"
+    def _ids_of(self, tensor: keras.KerasTensor) -> np.ndarray:
+        op = tensor._keras_history.operation
+        node_index = tensor._keras_history.node_index
+        node = op._inbound_nodes[node_index]
+        key = self._index.get(id(node))
+        if key is None:  # a model input
+            return self.out_ids.get(op.name, np.full(_last_dim(tensor), FIXED))
+        ids = self._call_out.get(key)
+        return ids if ids is not None else np.full(_last_dim(tensor), FIXED)
+
+    def _visit(self, name: str, node, may_prune: Callable) -> None:  # noqa: ANN001 - a GraphNode
+        calls = node.call_shapes()
+        ins_per_call = [[self._ids_of(t) for t in k.input_tensors] for k in node.keras_nodes]
+        role, reason = node.handler.coupling(calls[0])
+        n_out = len(node.keras_nodes[0].outputs)
+        if n_out != 1 and role != STOP:
+            role, reason = STOP, "more than one output"
+        if role in (PRODUCER, DEPTHWISE, NORM, PASS, FLATTEN) and any(len(i) != 1 for i in ins_per_call):
+            role, reason = STOP, "unexpected inputs"
+        # A shared layer: every call must keep the same input channels.
+        shared_ok = (
+            node.calls == 1 or role == STOP or self._tie([i[0] for i in ins_per_call], f"shared {name}")
+        )
+        if not shared_ok:
+            role, reason = STOP, "its calls see different channel counts"
+        outs: list[np.ndarray] | None = None
+        if role == PRODUCER:
+            outs = self._producer(name, node, ins_per_call, may_prune)
+            if outs is None:
+                role, reason = STOP, "input features do not match the kernel"
+        elif role == DEPTHWISE:
+            m = node.handler.depth_multiplier()
+            outs = [np.repeat(ins[0], m) for ins in ins_per_call]
+        elif role in (NORM, PASS):
+            outs = [ins[0] for ins in ins_per_call]
+        elif role == FLATTEN:
+            outs = [
+                np.tile(ins[0], math.prod(int(d) for d in c.in_shape[1:-1]))
+                for ins, c in zip(ins_per_call, calls, strict=True)
+            ]
+        elif role == CONCAT:
+            outs = [np.concatenate(ins) for ins in ins_per_call]
+        elif role == MERGE:
+            if all(self._tie(ins, name) for ins in ins_per_call):
+                outs = [ins[0] for ins in ins_per_call]
             else:
-                out = self._new(name, out_dim)
-                self.producers[name] = out
-                act = getattr(getattr(layer, "activation", None), "__name__", "")
-                if name in self.graph.output_names:
-                    self._pin(out, f"reaches the model output ({name})")
-                elif act in ("softmax", "log_softmax"):
-                    self._pin(out, "softmax couples its units")
-                elif not may_prune(layer):
-                    self._pin(out, "not selected")
-        elif role == "depthwise" and len(ins) == 1:
-            out = np.repeat(ins[0], layer.depth_multiplier)
-        elif role in ("batchnorm", "pass") and len(ins) == 1 and out_dim == len(ins[0]):
-            out = ins[0]
-        elif role == "flatten" and len(ins) == 1:
-            spatial = in_shape[1:-1]
-            if any(d is None for d in spatial):
-                role, reason = "opaque", "Flatten of a dynamic shape"
-            else:
-                out = np.tile(ins[0], math.prod(spatial))
-        elif role == "concat":
-            if layer.axis in (-1, len(in_shape) - 1):
-                out = np.concatenate(ins)
-            else:  # joined along a spatial axis: channel i of every input is the same channel
-                role = "merge"
-        elif role not in ("merge",):
-            role, reason = "opaque", reason or "unexpected inputs"
-        if role == "merge":
-            if any(len(i) != len(ins[0]) for i in ins):
-                role, reason = "opaque", "merged inputs broadcast along channels"
-            else:
-                for other in ins[1:]:
-                    for a, b in zip(ins[0], other, strict=True):
-                        self._union(int(a), int(b), name)
-                out = ins[0]
-        if role != "opaque" and len(out) != out_dim:
-            role, reason = "opaque", "channel bookkeeping does not match the output shape"
-        if role == "opaque":
-            for i in ins:
-                self._pin(i, f"feeds {name} ({reason})")
+                role, reason = STOP, "merged inputs broadcast along channels"
+        if outs is not None and any(
+            len(o) != _last_dim(k.outputs[0]) for o, k in zip(outs, node.keras_nodes, strict=True)
+        ):
+            role, reason, outs = STOP, "channel bookkeeping does not match the output shape", None
+        if role == STOP or outs is None:
+            for ins in ins_per_call:
+                for i in ins:
+                    self._pin(i, f"feeds {name} ({reason})")
             self.blocked[name] = reason
-            out = np.full(_last_dim(knode.outputs[0]), FIXED)
+            outs = [np.full(_last_dim(k.outputs[0]), FIXED) for k in node.keras_nodes]
+            role = STOP
         self.roles[name] = role
-        self.out_ids[name] = out
+        self.in_ids[name] = ins_per_call[0][0] if ins_per_call and ins_per_call[0] else np.array([], int)
+        for i, out in enumerate(outs):
+            self._call_out[(name, i)] = out
+        self.out_ids[name] = outs[0]
+
+    def _producer(self, name: str, node, ins_per_call: list, may_prune: Callable) -> list[np.ndarray] | None:  # noqa: ANN001
+        handler = node.handler
+        n_in = handler.in_channels()
+        if n_in is not None and (len(ins_per_call[0]) != 1 or len(ins_per_call[0][0]) != n_in):
+            return None
+        out = self._new(name, int(handler.out_channels()))
+        self.producers[name] = out
+        if name in self.graph.output_names:
+            self._pin(out, f"reaches the model output ({name})")
+        elif handler.activation_name() in ("softmax", "log_softmax"):
+            self._pin(out, "softmax couples its units")
+        elif not may_prune(node.layer):
+            self._pin(out, "not selected")
+        return [out] * node.calls  # every call of a shared producer yields the same channels
 
     # -- results -------------------------------------------------------------------------------
     def groups(self) -> dict[int, list[int]]:

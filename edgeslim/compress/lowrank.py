@@ -1,10 +1,11 @@
-"""The `lowrank` stage: replace Dense and Conv2D layers by two thinner ones from a truncated SVD.
+"""The `lowrank` stage: replace a layer by two thinner ones from a truncated SVD of its weight matrix.
 
-Dense M_in -> M_out becomes a linear Dense to K units, then Dense K -> M_out with the original
-bias and activation. A Conv2D gets the better of two splits (factorize.py): "channel" (K x K conv to
-R filters, then 1x1) or "spatial" (K x 1 then 1 x K through R channels); "auto" picks the one with
-fewer multiplications at the same reconstruction error. Rank: explicit, by kept energy of
-sum sigma^2, or by a parameter ratio. A layer where (M + N) K >= M N would not shrink and is skipped.
+Each layer's handler offers its factorizations, priced per rank without building anything (Dense:
+M_in -> K -> M_out; convolutions: "channel" K-wide conv to R filters then 1x1, or for 2-D "spatial"
+K_h x 1 then 1 x K_w; transposed convolutions; the input kernel of LSTM/GRU/SimpleRNN; embedding
+tables). The rank comes from one rule: explicit, by kept energy of sum sigma^2, or by a parameter
+ratio; "auto" picks the split with fewer multiplications at the same error. A layer where
+(M + N) K >= M N would not shrink and is skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -12,27 +13,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import keras
 import numpy as np
 
-from edgeslim.compress import factorize as fz
-from edgeslim.compress.accounting import Accounting, output_error
 from edgeslim.compress.base import LayerStage, StageRecord, StageResult
-from edgeslim.compress.graph import ModelGraph, Replacement, copy_layer, unique_name
-from edgeslim.data.dataset import Dataset
 
+if TYPE_CHECKING:
+    import keras
 
-@dataclass
-class Candidate:
-    scheme: str
-    rank: int
-    error: float
-    params: int
-    macs: int
-    m: int  # rows of the factorized matrix
-    n: int  # columns
+    from edgeslim.data.dataset import Dataset
+    from edgeslim.layers import Factorization
 
 
 @dataclass(kw_only=True)
@@ -42,7 +33,7 @@ class LowRankStage(LayerStage):
     rank: int | None = None  # exactly one of rank / energy / ratio; energy 0.95 when none is given
     energy: float | None = None  # kept fraction of sum sigma^2
     ratio: float | None = None  # target parameters after / before, per layer
-    method: str = "auto"  # Conv2D: "auto" | "channel" | "spatial"
+    method: str = "auto"  # convolutions: "auto" | "channel" | "spatial"
     min_params: int = 0  # leave layers with fewer parameters alone
     keep_output: bool = True  # leave the layer producing the model output whole (a bottleneck caps accuracy)
     calib_samples: int = 128  # inputs on which each layer's output error is measured (0: skip)
@@ -65,169 +56,102 @@ class LowRankStage(LayerStage):
         self.check_number("calib_samples", 0, integer=True)
 
     def apply(self, model: keras.Model, dataset: Dataset) -> StageResult:
+        from edgeslim.compress.accounting import Accounting, output_errors
+        from edgeslim.layers import Replacement
+        from edgeslim.layers.graph import ModelGraph
+
         start = time.perf_counter()
         graph = ModelGraph(model)
         self.check_names(list(graph.nodes))
-        accounting = Accounting(model)
+        accounting = Accounting(graph.model)
         taken = {layer.name for layer in graph.layers()}
         replacements: dict[str, Replacement] = {}
         decisions: dict[str, tuple[str, Any]] = {}
         for name, node in graph.nodes.items():
-            layer = node.layer
-            if not layer.get_weights():
+            if not node.layer.get_weights():
                 continue
-            reason = self._unsupported(layer, node.calls)
-            if not reason and self.keep_output and name in graph.output_names:
-                reason = "produces the model output (keep_output=true)"
-            if reason:
-                decisions[name] = ("skip", reason)
-                continue
-            in_shape = node.keras_nodes[0].input_tensors[0].shape
-            out_shape = node.keras_nodes[0].outputs[0].shape
-            plan = self._plan(layer, in_shape, out_shape)
+            reason = self._unsupported(node, graph.output_names)
+            plan = reason or self._plan(node.handler.factorizations(node.call_shapes()[0]))
             if isinstance(plan, str):
                 decisions[name] = ("skip", plan)
                 continue
-            replacements[name] = self._replacement(layer, plan, taken)
+            fact, rank = plan
+            replacements[name] = node.handler.factorize(fact.scheme, rank, taken)
             decisions[name] = ("factorized", plan)
         new_model = graph.rebuild(replacements)
         totals = accounting.finish(new_model)
-        errors = {}
-        if self.calib_samples and replacements and dataset is not None:
-            inputs = graph.layer_inputs(list(replacements), dataset.representative(self.calib_samples))
-            errors = {
-                n: output_error(graph.nodes[n].layer, r.layers, inputs[n]) for n, r in replacements.items()
-            }
+        errors = output_errors(graph, replacements, dataset, self.calib_samples)
         rows = []
         for name, (action, info) in decisions.items():
             if action == "skip":
                 rows.append(accounting.skipped(name, info))
                 continue
+            fact, rank = info
             new_names = [layer.name for layer in replacements[name].layers]
-            detail = {"scheme": info.scheme, "layers": new_names, "output_error": errors.get(name)}
+            detail = {"scheme": fact.scheme, "layers": new_names, "output_error": errors.get(name)}
             rows.append(
-                accounting.row(name, "factorized", new_names, rank=info.rank, error=info.error, detail=detail)
+                accounting.row(
+                    name, "factorized", new_names, rank=rank, error=fact.error(rank), detail=detail
+                )
             )
         record = StageRecord(self.name, self.get_config(), rows, totals)
         record.seconds = time.perf_counter() - start
         return StageResult(new_model, record)
 
-    def _unsupported(self, layer: keras.layers.Layer, calls: int) -> str:
-        if not self.selected(layer.name):
+    def _unsupported(self, node: Any, outputs: list[str]) -> str:
+        if not self.selected(node.name):
             return "not selected"
-        if calls > 1:
-            return f"shared layer (called {calls} times)"
-        params = sum(int(np.prod(w.shape)) for w in layer.get_weights())
+        if self.keep_output and node.name in outputs:
+            return "produces the model output (keep_output=true)"
+        params = node.handler.params()
         if params < self.min_params:
             return f"{params} parameters < min_params {self.min_params}"
-        if type(layer) is keras.layers.Dense:
-            return ""
-        if type(layer) is keras.layers.Conv2D:
-            if layer.groups != 1:
-                return "grouped convolution"
-            if layer.data_format != "channels_last":
-                return "channels_first data format"
-            return ""
-        if isinstance(layer, keras.layers.DepthwiseConv2D | keras.layers.SeparableConv2D):
-            return f"{type(layer).__name__} is already factorized"
-        return f"{type(layer).__name__} is not factorized (Dense and Conv2D only)"
+        return node.handler.why_not_factorize()
 
-    def _rank(self, sigma: np.ndarray, params_per_rank: int, params_before: int) -> int:
-        budget = math.floor(self.ratio * params_before / params_per_rank) if self.ratio is not None else None
-        return fz.choose_rank(sigma, self.rank, self.energy, budget)
-
-    def _plan(self, layer: keras.layers.Layer, in_shape: tuple, out_shape: tuple) -> Candidate | str:
-        kernel = np.asarray(layer.kernel)
-        if isinstance(layer, keras.layers.Dense):
-            m, n = kernel.shape
-            sigma = fz.singular_values(kernel)
-            k = self._rank(sigma, m + n, m * n)
-            positions = math.prod(int(d) for d in out_shape[1:-1]) if len(out_shape) > 2 else 1
-            candidates = [
-                Candidate(
-                    "dense", k, fz.truncation_error(sigma, k), (m + n) * k, positions * (m + n) * k, m, n
-                )
-            ]
-        else:
-            candidates = self._conv_candidates(kernel, in_shape, out_shape)
-        valid = [c for c in candidates if c.rank >= 1 and (c.m + c.n) * c.rank < c.m * c.n]
+    def _plan(self, options: list[Factorization]) -> tuple[Factorization, int] | str:
+        if self.method != "auto":
+            options = [o for o in options if o.scheme in (self.method, "dense", "input", "embedding")]
+        if not options:
+            return f"no {self.method} factorization for this layer"
+        ranks = [self.choose_rank(o) for o in options]
+        if self.energy is None and len(options) == 2 and ranks[0] >= 1:
+            # Match the first split's error (never above a ratio's budget), then compare costs.
+            first_error = options[0].error(ranks[0])
+            budget = ranks[1] if self.ratio is not None else options[1].full_rank
+            ranks[1] = min(rank_for_error(options[1], first_error), budget)
+        valid = [(o, r) for o, r in zip(options, ranks, strict=True) if o.saves(r)]
         if not valid:
-            c = candidates[0]
-            if c.rank < 1:
-                return f"ratio {self.ratio} leaves no rank (needs at least {(c.m + c.n) / (c.m * c.n):.3f})"
+            o, r = options[0], ranks[0]
+            if r < 1:
+                return f"ratio {self.ratio} leaves no rank (needs at least {(o.m + o.n) / (o.m * o.n):.3f})"
             return (
-                f"rank {c.rank}: (M+N)K = {(c.m + c.n) * c.rank} >= MN = {c.m * c.n}, "
+                f"rank {r}: (M+N)K = {(o.m + o.n) * r} >= MN = {o.m * o.n}, "
                 "factorizing would not save anything"
             )
-        return min(valid, key=lambda c: (c.macs, c.error))
+        return min(valid, key=lambda pair: (pair[0].macs(pair[1]), pair[0].error(pair[1])))
 
-    def _conv_candidates(self, kernel: np.ndarray, in_shape: tuple, out_shape: tuple) -> list[Candidate]:
-        kh, kw, d_in, d_out = kernel.shape
-        h_out, w_out = int(out_shape[1]), int(out_shape[2])
-        w_in = int(in_shape[2]) if in_shape[2] is not None else w_out
-        out: list[Candidate] = []
-        if self.method in ("auto", "channel"):
-            sigma = fz.singular_values(fz.channel_matrix(kernel))
-            m, n = kh * kw * d_in, d_out
-            r = self._rank(sigma, m + n, m * n)
-            out.append(
-                Candidate(
-                    "channel",
-                    r,
-                    fz.truncation_error(sigma, r),
-                    (m + n) * r,
-                    h_out * w_out * (m + n) * r,
-                    m,
-                    n,
-                )
-            )
-        if self.method in ("auto", "spatial") and kh > 1 and kw > 1:
-            sigma = fz.singular_values(fz.spatial_matrix(kernel))
-            m, n = kh * d_in, kw * d_out
-            r = self._rank(sigma, m + n, m * n)
-            if out and out[0].rank >= 1 and self.energy is None:
-                # Match the channel split's error (never above a ratio's budget), then compare costs.
-                r = min(fz.rank_for_error(sigma, out[0].error), r if self.ratio is not None else len(sigma))
-            macs = h_out * w_in * kh * d_in * r + h_out * w_out * kw * r * d_out
-            out.append(Candidate("spatial", r, fz.truncation_error(sigma, r), (m + n) * r, macs, m, n))
-        return out
+    def choose_rank(self, option: Factorization) -> int:
+        """The truncation rank: explicit (capped at full rank), the smallest keeping ``energy`` of
+        sum sigma^2, or the largest a parameter ratio allows."""
+        sigma = option.sigma
+        if self.rank is not None:
+            return min(self.rank, len(sigma))
+        if self.ratio is not None:
+            return min(len(sigma), math.floor(self.ratio * option.params_before / option.params_per_rank))
+        assert self.energy is not None
+        return rank_for_energy(sigma, self.energy)
 
-    def _replacement(self, layer: keras.layers.Layer, plan: Candidate, taken: set[str]) -> Replacement:
-        first_name, second_name = (
-            unique_name(f"{layer.name}_lr1", taken),
-            unique_name(f"{layer.name}_lr2", taken),
-        )
-        bias = [np.asarray(layer.bias)] if layer.use_bias else []
-        kernel = np.asarray(layer.kernel)
-        linear = {"use_bias": False, "activation": "linear", "name": first_name}
-        if plan.scheme == "dense":
-            a, b = fz.split(kernel, plan.rank)
-            first = copy_layer(layer, units=plan.rank, **linear)
-            second = copy_layer(layer, name=second_name)
-        elif plan.scheme == "channel":
-            a, b = fz.channel_factors(kernel, plan.rank)
-            first = copy_layer(layer, filters=plan.rank, **linear)
-            second = copy_layer(
-                layer,
-                kernel_size=(1, 1),
-                strides=(1, 1),
-                padding="valid",
-                dilation_rate=(1, 1),
-                name=second_name,
-            )
-        else:
-            a, b = fz.spatial_factors(kernel, plan.rank)
-            (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
-            first = copy_layer(
-                layer,
-                filters=plan.rank,
-                kernel_size=(kh, 1),
-                strides=(sh, 1),
-                dilation_rate=(dh, 1),
-                **linear,
-            )
-            second = copy_layer(
-                layer, kernel_size=(1, kw), strides=(1, sw), dilation_rate=(1, dw), name=second_name
-            )
-        first.edgeslim_rank = plan.rank  # shown by `inspect` while in memory; the record keeps it for good
-        return Replacement([first, second], [[a], [b, *bias]])
+
+def rank_for_energy(sigma: np.ndarray, energy: float) -> int:
+    """The smallest rank keeping ``energy`` of sum sigma^2 (never above the numerical rank)."""
+    full = int(np.sum(sigma > sigma.max() * 1e-7)) if sigma.size and sigma.max() > 0 else 0
+    kept = np.cumsum(sigma**2) / max(float(np.sum(sigma**2)), 1e-30)
+    return int(min(len(sigma), np.searchsorted(kept, energy - 1e-9) + 1, max(full, 1)))
+
+
+def rank_for_error(option: Factorization, error: float) -> int:
+    """The smallest rank whose truncation error is at most ``error``."""
+    for k in range(1, option.full_rank + 1):
+        if option.error(k) <= error + 1e-9:
+            return k
+    return option.full_rank

@@ -1,32 +1,12 @@
 """Unstructured magnitude pruning: which weights to zero, per layer or globally, and on what schedule.
 
-Only the multiplying weights are pruned (Dense and conv kernels, depthwise and pointwise kernels);
-biases and BatchNorm parameters are few and carry offsets that zeros would break.
+Only the multiplying weights are pruned (what each layer's handler calls its kernels); biases and
+BatchNorm parameters are few and carry offsets that zeros would break.
 """
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-
-KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
-PRUNABLE = (
-    keras.layers.Dense,
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.SeparableConv2D,
-    keras.layers.SeparableConv1D,
-)
-
-
-def kernel_variables(layer: keras.layers.Layer) -> list[keras.Variable]:
-    """The layer's multiplying weights (not biases, not BatchNorm statistics)."""
-    if not isinstance(layer, PRUNABLE):
-        return []
-    return [v for v in layer.trainable_weights if v.name in KERNEL_NAMES]
 
 
 def polynomial_sparsity(step: int, total: int, initial: float, final: float, power: int = 3) -> float:
@@ -68,8 +48,3 @@ def compute_masks(arrays: list[np.ndarray], sparsities: list[float], scope: str)
     if scope == "global" and arrays:
         return global_masks(arrays, sparsities[0])
     return [magnitude_mask(a, s) for a, s in zip(arrays, sparsities, strict=True)]
-
-
-def sparsity_of(arrays: list[np.ndarray]) -> float:
-    total = sum(a.size for a in arrays)
-    return 0.0 if total == 0 else 1.0 - sum(int(np.count_nonzero(a)) for a in arrays) / total

@@ -1,53 +1,12 @@
-"""Training callbacks that keep pruned weights at exactly zero, and ramp sparsity up gradually.
-
-An optimizer step moves every weight, zeros included (momentum alone does it), so the masks are
-re-applied after every step: the model that training hands back holds exact zeros.
-"""
+"""Gradual pruning during fine-tuning: sparsity ramps up while the masks keep pruned weights at zero."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import keras
 import numpy as np
 
-from edgeslim.compress.magnitude import compute_masks, kernel_variables, polynomial_sparsity
-
-
-class MaskKeeper(keras.callbacks.Callback):
-    """Multiply each masked variable by its 0/1 mask after every optimizer step."""
-
-    def __init__(self, masks: list[tuple[keras.Variable, np.ndarray]]) -> None:
-        super().__init__()
-        self.masks: list[tuple[keras.Variable, Any]] = []
-        self.set_masks(masks)
-
-    def set_masks(self, masks: list[tuple[keras.Variable, np.ndarray]]) -> None:
-        self.masks = [(v, keras.ops.convert_to_tensor(m.astype(v.dtype))) for v, m in masks]
-
-    @classmethod
-    def from_zeros(cls, model: keras.Model, min_fraction: float = 0.05) -> MaskKeeper | None:
-        """Masks for every kernel that already has at least ``min_fraction`` exact zeros (it was pruned)."""
-        masks = []
-        for layer in _leaves(model):
-            for variable in kernel_variables(layer):
-                value = np.asarray(variable)
-                if value.size and np.mean(value == 0) >= min_fraction:
-                    masks.append((variable, value != 0))
-        return cls(masks) if masks else None
-
-    def apply_masks(self) -> None:
-        for variable, mask in self.masks:
-            variable.assign(keras.ops.multiply(variable, mask))
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.apply_masks()
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.apply_masks()
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        self.apply_masks()
+from edgeslim.compress.magnitude import compute_masks, polynomial_sparsity
+from edgeslim.layers.sparsity import MaskKeeper
 
 
 class PolynomialPruning(MaskKeeper):
@@ -90,10 +49,3 @@ class PolynomialPruning(MaskKeeper):
     def on_train_end(self, logs: dict | None = None) -> None:
         self.set_masks(self._masks_at(self.ramp_steps))
         self.apply_masks()
-
-
-def _leaves(model: keras.Model) -> list[keras.layers.Layer]:
-    out: list[keras.layers.Layer] = []
-    for layer in model.layers:
-        out.extend(_leaves(layer) if isinstance(layer, keras.Model) else [layer])
-    return out

@@ -13,21 +13,25 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import keras
 import numpy as np
 
-from edgeslim.compress.accounting import Accounting
-from edgeslim.compress.base import LayerStage, StageRecord, StageResult, finetune_summary, plain_copy
-from edgeslim.compress.channels import ChannelAnalysis
-from edgeslim.compress.graph import ModelGraph
-from edgeslim.compress.magnitude import compute_masks, kernel_variables, sparsity_of
-from edgeslim.compress.masks import PolynomialPruning
-from edgeslim.compress.structured import channel_scores, plan_removal, rebuild_pruned
-from edgeslim.data.dataset import Dataset
+from edgeslim.compress.base import (
+    Finetuner,
+    LayerStage,
+    StageRecord,
+    StageResult,
+    finetune_summary,
+    plain_copy,
+    require,
+)
 from edgeslim.errors import ConfigError
 
 if TYPE_CHECKING:
-    from edgeslim.train.finetune import FinetuneConfig
+    import keras
+
+    from edgeslim.data.dataset import Dataset
+    from edgeslim.layers.graph import ModelGraph
+    from edgeslim.train.config import FinetuneConfig
 
 
 @dataclass(kw_only=True)
@@ -46,7 +50,6 @@ class PruneStage(LayerStage):
     compensate: str = "lstsq"  # structured: refit consumers ("lstsq"), move the mean into the bias, or "none"
     round_to: int = 1  # structured: keep a multiple of this many channels per layer
     min_params: int = 0  # unstructured: leave layers with fewer kernel weights dense
-    measure_export: bool = True  # unstructured: report .tflite bytes, gzip bytes, dense vs sparse encoding
 
     def validate(self) -> None:
         super().validate()
@@ -63,7 +66,6 @@ class PruneStage(LayerStage):
         self.check_choice("compensate", ("lstsq", "mean", "none"))
         self.check_number("round_to", 1, integer=True)
         self.check_number("min_params", 0, integer=True)
-        self.check_bool("measure_export")
         if self.per_layer is not None and self.scope == "global":
             self.fail("per_layer", "unset when scope is global", self.per_layer)
         self.overrides()
@@ -104,14 +106,14 @@ class PruneStage(LayerStage):
         dataset: Dataset,
         finetune: FinetuneConfig | None = None,
         teacher: keras.Model | None = None,
-        progress: bool = False,
+        progress: Any = False,
+        finetuner: Finetuner | None = None,
     ) -> StageResult:
         gradual = self.mode == "unstructured" and self.schedule == "polynomial"
         if finetune is None or finetune.epochs == 0 or not gradual:
-            return super().run(model, dataset, finetune, teacher, progress)
-        return self._unstructured(
-            model, dataset, finetune, teacher if teacher is not None else model, progress
-        )
+            return super().run(model, dataset, finetune, teacher, progress, finetuner)
+        teacher = teacher if teacher is not None else model
+        return self._unstructured(model, dataset, finetune, teacher, progress, require(finetuner))
 
     # -- unstructured ------------------------------------------------------------------------
     def _unstructured(
@@ -120,13 +122,20 @@ class PruneStage(LayerStage):
         dataset: Dataset,
         finetune: FinetuneConfig | None = None,
         teacher: keras.Model | None = None,
-        progress: bool = False,
+        progress: Any = False,
+        finetuner: Finetuner | None = None,
     ) -> StageResult:
+        from edgeslim.compress.accounting import Accounting
+        from edgeslim.compress.magnitude import compute_masks
+        from edgeslim.compress.masks import PolynomialPruning
+        from edgeslim.layers.graph import ModelGraph
+        from edgeslim.layers.sparsity import kernel_variables, sparsity_of
+
         start = time.perf_counter()
         graph = ModelGraph(model)
         self.check_names(list(graph.nodes))
         self._check_overrides(graph)
-        accounting = Accounting(model)
+        accounting = Accounting(graph.model)
         new_model = graph.rebuild()
         targets, skipped = [], {}
         for layer in new_model.layers:
@@ -144,15 +153,13 @@ class PruneStage(LayerStage):
         variables = [v for layer in targets for v in kernel_variables(layer)]
         finals = [self.target(layer.name) for layer in targets for _ in kernel_variables(layer)]
         record_extra: dict[str, Any] = {}
-        if finetune is not None:
-            from edgeslim.train.finetune import finetune as run_finetune
-
+        if finetune is not None and finetuner is not None:
             steps = math.ceil(len(dataset.x_train) / finetune.train.batch_size) * finetune.epochs
             ramp = max(1, int(self.end_fraction * steps))
             callback = PolynomialPruning(
                 variables, finals, self.initial_sparsity, ramp, self.frequency, self.scope
             )
-            trained = run_finetune(
+            trained = finetuner(
                 new_model, dataset, finetune, teacher=teacher, progress=progress, callbacks=[callback]
             )
             record_extra["schedule"] = {"ramp_steps": ramp, "total_steps": steps, "updates": callback.history}
@@ -177,10 +184,8 @@ class PruneStage(LayerStage):
             )
         rows += [accounting.skipped(name, reason) for name, reason in skipped.items()]
         record_extra["kernel_sparsity"] = sparsity_of([np.asarray(v) for v in variables])
-        if self.measure_export:
-            record_extra["export"] = export_sizes(new_model)
         record = StageRecord(self.name, self.get_config(), rows, totals, extra=record_extra)
-        if finetune is not None:
+        if finetune is not None and finetuner is not None:
             record.finetune = finetune_summary(trained, finetune)
             new_model = plain_copy(new_model)
         record.seconds = time.perf_counter() - start
@@ -195,11 +200,16 @@ class PruneStage(LayerStage):
 
     # -- structured --------------------------------------------------------------------------
     def _structured(self, model: keras.Model, dataset: Dataset) -> StageResult:
+        from edgeslim.compress.accounting import Accounting
+        from edgeslim.compress.channels import ChannelAnalysis
+        from edgeslim.compress.structured import channel_scores, plan_removal, rebuild_pruned
+        from edgeslim.layers.graph import ModelGraph
+
         start = time.perf_counter()
         graph = ModelGraph(model)
         self.check_names(list(graph.nodes))
         self._check_overrides(graph)
-        accounting = Accounting(model)
+        accounting = Accounting(graph.model)
         analysis = ChannelAnalysis(graph, lambda layer: self.selected(layer.name))
         scores = channel_scores(analysis, self.criterion)
         plan = plan_removal(analysis, scores, self.sparsity, self.overrides(), self.scope, self.round_to)
@@ -228,17 +238,3 @@ class PruneStage(LayerStage):
         )
         record.seconds = time.perf_counter() - start
         return StageResult(new_model, record)
-
-
-def export_sizes(model: keras.Model) -> dict[str, Any]:
-    """Float32 .tflite bytes and gzip bytes, with and without LiteRT's sparse weight encoding."""
-    from edgeslim.compress.litert import sizes, to_tflite
-
-    dense = sizes(to_tflite(model))
-    try:
-        sparse: dict[str, Any] | None = sizes(to_tflite(model, sparse=True))
-        note = ""
-    except Exception as exc:  # the converter's sparsity pass is experimental: report, never fail
-        sparse, note = None, f"sparse encoding failed: {type(exc).__name__}: {str(exc)[:160]}"
-    helped = sparse is not None and sparse["bytes"] < dense["bytes"]
-    return {"float32": dense, "float32_sparse": sparse, "sparse_helped": helped, "note": note}

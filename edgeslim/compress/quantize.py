@@ -1,31 +1,32 @@
 """The `quantize` stage: fold BatchNorm, set the recipe the export step applies, and optionally train for it.
 
-``apply`` folds every BatchNorm it can into the conv/Dense before it and records the recipe
-(``record.quantization``: mode, per_channel, calib_samples, io_dtype) plus, per layer, the relative
-error its weights will suffer under that recipe. With ``qat=true`` and fine-tuning epochs,
-``run`` trains with fake int8 quantization (qat.py) and hands back a standard model whose weights
-make LiteRT's full-int8 conversion keep the accuracy.
+``apply`` folds every BatchNorm it can into the layer before it and records the recipe
+(``record.quantization``, an edgeslim.recipe.QuantRecipe as a dict) plus, per layer, the relative
+error its kernels will suffer under that recipe. With ``qat=true`` ``run`` trains with fake int8
+quantization (qat.py) for ``qat_epochs`` (default: the stage's fine-tuning epochs, else 2) and hands
+back a standard model whose weights make LiteRT's full-int8 conversion keep the accuracy. The
+record says whether QAT ran, and why not when it did not.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import keras
 import numpy as np
 
-from edgeslim.compress.accounting import Accounting, relative_error
-from edgeslim.compress.base import Stage, StageRecord, StageResult, finetune_summary
-from edgeslim.compress.bnfold import fold_batchnorm
-from edgeslim.compress.fakequant import quantize_weights_np, weight_axes
-from edgeslim.compress.magnitude import kernel_variables
-from edgeslim.compress.recipe import IO_DTYPES, MODES, normalize_recipe
-from edgeslim.data.dataset import Dataset
+from edgeslim.compress.base import Finetuner, Stage, StageRecord, StageResult, finetune_summary
+from edgeslim.recipe import IO_DTYPES, MODES, QuantRecipe
 
 if TYPE_CHECKING:
-    from edgeslim.train.finetune import FinetuneConfig
+    import keras
+
+    from edgeslim.compress.accounting import Accounting
+    from edgeslim.data.dataset import Dataset
+    from edgeslim.train.config import FinetuneConfig
+
+DEFAULT_QAT_EPOCHS = 2
 
 
 @dataclass(kw_only=True)
@@ -38,8 +39,8 @@ class QuantizeStage(Stage):
     calib_samples: int = 500
     io_dtype: str = "int8"  # full int8: the model's input/output type, int8 or uint8
     fold_bn: bool = True
-    qat: bool = False  # quantization-aware training (int8 only), when fine-tuning epochs are given
-    qat_epochs: int | None = None  # defaults to the fine-tuning epochs
+    qat: bool = False  # quantization-aware training (int8 only)
+    qat_epochs: int | None = None  # default: the fine-tuning epochs, else DEFAULT_QAT_EPOCHS
     momentum: float = 0.99  # QAT: moving average of the activation ranges
 
     def validate(self) -> None:
@@ -51,61 +52,68 @@ class QuantizeStage(Stage):
         self.check_bool("qat")
         self.check_number("qat_epochs", 1, integer=True, optional=True)
         self.check_number("momentum", 0.0, 1.0, hi_open=True)
-        if self.qat and self.mode != "int8":
+        if self.qat is True and self.mode != "int8":
             self.fail("qat", f"false unless mode is int8 (mode is {self.mode})", self.qat)
 
-    def recipe(self) -> dict:
-        return normalize_recipe(
-            {
-                "mode": self.mode,
-                "per_channel": self.per_channel,
-                "calib_samples": self.calib_samples,
-                "io_dtype": self.io_dtype,
-            }
-        )
+    def recipe(self) -> QuantRecipe:
+        return QuantRecipe(self.mode, self.per_channel, self.calib_samples, self.io_dtype)
 
     def apply(self, model: keras.Model, dataset: Dataset) -> StageResult:
-        start = time.perf_counter()
-        accounting = Accounting(model)
-        if self.fold_bn:
-            new_model, folded, kept = fold_batchnorm(model)
-        else:
-            from edgeslim.compress.graph import ModelGraph
+        from edgeslim.compress.accounting import Accounting
+        from edgeslim.compress.bnfold import fold_batchnorm
+        from edgeslim.layers.graph import ModelGraph
 
-            new_model, folded, kept = ModelGraph(model).rebuild(), {}, {}
+        start = time.perf_counter()
+        graph = ModelGraph(model)
+        accounting = Accounting(graph.model)
+        if self.fold_bn:
+            new_model, folded, kept = fold_batchnorm(graph.model)
+        else:
+            new_model, folded, kept = graph.rebuild(), {}, {}
         record = self._record(new_model, accounting, folded, kept)
+        if self.qat:
+            record.notes.append("QAT not run: apply() only folds and sets the recipe; run() trains")
         record.seconds = time.perf_counter() - start
         return StageResult(new_model, record)
 
     def _record(
         self, new_model: keras.Model, accounting: Accounting, folded: dict[str, str], kept: dict[str, str]
     ) -> StageRecord:
+        from edgeslim.layers.graph import ModelGraph
+
         totals = accounting.finish(new_model)
         rows = []
         for bn, producer in folded.items():
             rows.append(accounting.row(bn, "folded", [], reason=f"folded into {producer}"))
         for bn, reason in kept.items():
             rows.append(accounting.skipped(bn, f"BatchNorm not folded: {reason}"))
-        for layer in new_model.layers:
-            variables = kernel_variables(layer)
-            if not variables or layer.name not in accounting.before:
+        for name, node in ModelGraph(new_model).nodes.items():
+            kernels = node.handler.kernels()
+            if not kernels or name not in accounting.before:
                 continue
-            error = self._weight_error(layer)
+            error = self._weight_error(node.handler)
             note = f"{self.mode} weights" + (
                 " per channel" if self.per_channel and self.mode == "int8" else ""
             )
-            rows.append(accounting.row(layer.name, "quantized", error=error, reason=note))
-        return StageRecord(self.name, self.get_config(), rows, totals, quantization=self.recipe())
+            rows.append(accounting.row(name, "quantized", error=error, reason=note))
+        return StageRecord(self.name, self.get_config(), rows, totals, quantization=self.recipe().to_dict())
 
-    def _weight_error(self, layer: keras.layers.Layer) -> float:
-        """Relative error of the layer's kernel under the recipe (what LiteRT will store)."""
-        kernel = np.asarray(layer.kernel if hasattr(layer, "kernel") else layer.depthwise_kernel)
+    def _weight_error(self, handler: Any) -> float:
+        """Relative error of the layer's kernels under the recipe (what LiteRT will store)."""
+        from edgeslim.compress.accounting import relative_error
+        from edgeslim.layers.fakequant import quantize_weights_np
+
+        kernels = [np.asarray(k) for k in handler.kernels()]
         if self.mode == "float32":
             return 0.0
         if self.mode == "float16":
-            return relative_error(kernel, kernel.astype(np.float16).astype(np.float32))
-        axes = weight_axes(layer, self.per_channel) if hasattr(layer, "kernel") else tuple(range(kernel.ndim))
-        return relative_error(kernel, quantize_weights_np(kernel, axes))
+            approx = [k.astype(np.float16).astype(np.float32) for k in kernels]
+        else:
+            approx = [
+                quantize_weights_np(k, handler.quant_axes(i, self.per_channel)) for i, k in enumerate(kernels)
+            ]
+        flat = np.concatenate([k.ravel() for k in kernels])
+        return relative_error(flat, np.concatenate([a.ravel() for a in approx]))
 
     def run(
         self,
@@ -113,29 +121,29 @@ class QuantizeStage(Stage):
         dataset: Dataset,
         finetune: FinetuneConfig | None = None,
         teacher: keras.Model | None = None,
-        progress: bool = False,
+        progress: Any = False,
+        finetuner: Finetuner | None = None,
     ) -> StageResult:
-        epochs = self.qat_epochs or (finetune.epochs if finetune is not None else 0)
-        if not self.qat or epochs == 0:
+        if not self.qat:
+            return self.apply(model, dataset)
+        if finetuner is None:
             result = self.apply(model, dataset)
-            if self.qat:
-                result.record.extra["qat"] = (
-                    "not run: no fine-tuning epochs (set qat_epochs or finetune epochs)"
-                )
+            result.record.notes = ["QAT not run: no finetuner was passed to run()"]
+            result.record.extra["qat"] = {"ran": False, "why": "no finetuner"}
             return result
-        from dataclasses import replace
-
         from edgeslim.compress import qat
-        from edgeslim.train.finetune import FinetuneConfig
-        from edgeslim.train.finetune import finetune as run_finetune
+        from edgeslim.compress.accounting import Accounting
+        from edgeslim.train.config import FinetuneConfig
 
         start = time.perf_counter()
         base = self.apply(model, dataset)
+        epochs = self.qat_epochs or (finetune.epochs if finetune is not None and finetune.epochs else None)
+        epochs = epochs or DEFAULT_QAT_EPOCHS
         config = replace(finetune, epochs=epochs) if finetune is not None else FinetuneConfig(epochs=epochs)
-        trainer = qat.build_qat_model(base.model, self.per_channel, self.momentum)
+        trainer, in_float = qat.build_qat_model(base.model, self.per_channel, self.momentum)
         calibration = qat.RangeCalibration(trainer, dataset.representative(self.calib_samples))
         initial = calibration.calibrate()
-        trained = run_finetune(
+        trained = finetuner(
             trainer,
             dataset,
             config,
@@ -147,16 +155,14 @@ class QuantizeStage(Stage):
         record = self._record(final, Accounting(model), *self._fold_info(base.record))
         record.finetune = finetune_summary(trained, config)
         record.extra["qat"] = {
+            "ran": True,
             "epochs": epochs,
             "fake_quant_points": len(initial),
-            # Kernels of other layer types (SeparableConv2D...) train in float; LiteRT still quantizes them.
-            "float_kernels": [
-                layer.name
-                for layer in base.model.layers
-                if kernel_variables(layer) and type(layer) not in qat.QAT_CLASSES
-            ],
+            # Kernels of other layer kinds train in float; LiteRT still quantizes them.
+            "float_kernels": in_float,
             "activation_ranges": {k: list(v) for k, v in qat.ranges(trainer).items()},
         }
+        record.notes.append(f"QAT ran for {epochs} epoch(s) at {len(initial)} fake-quantization points")
         record.seconds = time.perf_counter() - start + base.record.seconds
         return StageResult(final, record)
 

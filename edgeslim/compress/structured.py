@@ -1,23 +1,26 @@
-"""Structured pruning: remove whole Dense units and conv filters, and rebuild a smaller model.
+"""Structured pruning: remove whole units, filters and recurrent units, and rebuild a smaller model.
 
-Channels are ranked by the L1 or L2 norm of their filter (or the |gamma| of the BatchNorm that
-scales them), normalised per layer so layers compare. Removing a channel shrinks its producer and
-every consumer: the next Dense/Conv input rows, BatchNorm parameters, depthwise channels and the
-Flatten -> Dense index map; channels tied by Add go together (see channels.py). Each consumer that
-lost inputs is then refit on calibration data (compensation.py), so the model before fine-tuning
-is already close to the original.
+Channels are ranked by the L1 or L2 norm of the weights producing them (or the |gamma| of the
+BatchNorm that scales them), normalised per layer so layers compare. Removing a channel shrinks its
+producer and every consumer, each through its handler (edgeslim.layers): the next layer's input
+rows, BatchNorm parameters, depthwise channels, the Flatten -> Dense index map, recurrent gate
+blocks; channels tied by Add or a shared layer go together (channels.py). Each consumer that lost
+inputs is then refit on calibration data (compensation.py), so the model before fine-tuning is
+already close to the original.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import keras
 import numpy as np
 
 from edgeslim.compress.channels import ChannelAnalysis
-from edgeslim.compress.compensation import mean_shift, refit
-from edgeslim.compress.graph import ModelGraph, Replacement, copy_layer
+from edgeslim.compress.compensation import mean_shift, refit, refittable
+from edgeslim.layers import DEPTHWISE, NORM, PRODUCER, Replacement, copy_layer
+from edgeslim.layers.graph import ModelGraph
 
 
 @dataclass
@@ -33,16 +36,14 @@ def channel_scores(analysis: ChannelAnalysis, criterion: str) -> np.ndarray:
     bn_scores: dict[int, float] = {}
     if criterion == "bn":
         for name, role in analysis.roles.items():
-            layer = graph.nodes[name].layer
-            if role == "batchnorm" and layer.scale:
-                gamma = np.abs(np.asarray(layer.gamma))
-                for pos, i in enumerate(analysis.in_ids[name][0]):
+            gamma = getattr(graph.nodes[name].handler, "gamma", None)
+            values = gamma() if role == NORM and gamma is not None else None
+            if values is not None:
+                for pos, i in enumerate(analysis.in_ids[name]):
                     if i >= 0:
-                        bn_scores.setdefault(int(i), float(gamma[pos]))
+                        bn_scores.setdefault(int(i), float(values[pos]))
     for name, ids in analysis.producers.items():
-        layer = graph.nodes[name].layer
-        kernel = np.asarray(layer.pointwise_kernel if hasattr(layer, "pointwise_kernel") else layer.kernel)
-        flat = kernel.reshape(-1, kernel.shape[-1])
+        flat = graph.nodes[name].handler.output_columns()
         norms = np.sqrt((flat**2).sum(axis=0)) if criterion == "l2" else np.abs(flat).sum(axis=0)
         if criterion == "bn" and all(int(i) in bn_scores for i in ids):
             norms = np.array([bn_scores[int(i)] for i in ids])
@@ -70,7 +71,7 @@ def plan_removal(
 
     def try_remove(root: int) -> bool:
         # Keep at least one channel in every producer: a layer with zero units is not a model.
-        counts = {}
+        counts: dict[str, int] = {}
         for i in groups[root]:
             producer = analysis.channels[i][0]
             counts[producer] = counts.get(producer, 0) + 1
@@ -128,35 +129,42 @@ def _clusters(groups: dict[int, list[int]], members_of: dict[int, set[str]]) -> 
 
 
 def rebuild_pruned(
-    analysis: ChannelAnalysis, plan: StructuredPlan, calibration: np.ndarray | None, compensate: str
+    analysis: ChannelAnalysis, plan: StructuredPlan, calibration: Any, compensate: str
 ) -> tuple[keras.Model, dict[str, dict[str, float]]]:
     """The smaller model, and per changed layer its channel counts before and after (and refit error)."""
     graph: ModelGraph = analysis.graph
     removed = plan.removed_roots
     keeps: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # name -> (input keep, output keep)
     for name, role in analysis.roles.items():
-        if role not in ("producer", "depthwise", "batchnorm"):
+        if role not in (PRODUCER, DEPTHWISE, NORM):
             continue
-        in_keep = analysis.keep_mask(analysis.in_ids[name][0], removed)
-        out_keep = analysis.keep_mask(analysis.producers[name], removed) if role == "producer" else None
+        in_keep = analysis.keep_mask(analysis.in_ids[name], removed)
+        out_keep = analysis.keep_mask(analysis.producers[name], removed) if role == PRODUCER else None
         if not in_keep.all() or (out_keep is not None and not out_keep.all()):
             keeps[name] = (in_keep, out_keep)
     repair = compensate != "none" and calibration is not None
     repaired = [
-        n for n, (k, _) in keeps.items() if repair and analysis.roles[n] == "producer" and not k.all()
+        n
+        for n, (k, _) in keeps.items()
+        if repair
+        and analysis.roles[n] == PRODUCER
+        and not k.all()
+        and refittable(graph.nodes[n].handler)
+        and graph.nodes[n].calls == 1
     ]
     replacements: dict[str, Replacement] = {}
     counts: dict[str, dict[str, float]] = {}
     for name, (in_keep, out_keep) in keeps.items():
-        layer = graph.nodes[name].layer
-        role = analysis.roles[name]
-        if role == "producer":
-            changes, weights = _shrink_producer(layer, in_keep, out_keep, with_bias=name in repaired)
-        elif role == "depthwise":
-            changes, weights = _shrink_depthwise(layer, in_keep)
-        else:
-            changes, weights = {}, [np.asarray(w)[in_keep] for w in layer.get_weights()]
-        replacements[name] = Replacement([copy_layer(layer, **changes)], [weights])
+        node = graph.nodes[name]
+        handler = node.handler
+        channel_inputs = handler.in_channels() is not None or analysis.roles[name] != PRODUCER
+        edit = handler.prune(out_keep, in_keep if channel_inputs else None)
+        weights = edit.weights
+        changes = dict(edit.changes)
+        if name in repaired and not getattr(node.layer, "use_bias", True):
+            changes["use_bias"] = True  # the repair fills a bias the layer did not have
+            weights = [*weights, np.zeros(int(out_keep.sum()), np.float32)]
+        replacements[name] = Replacement([copy_layer(node.layer, **changes)], [weights])
         kept_out = out_keep if out_keep is not None else in_keep
         counts[name] = {
             "inputs_before": len(in_keep),
@@ -177,7 +185,7 @@ def _repair(
     new_model: keras.Model,
     names: list[str],
     keeps: dict[str, tuple[np.ndarray, np.ndarray | None]],
-    x: np.ndarray,
+    x: Any,
     mode: str,
 ) -> dict[str, float]:
     """Refit, in graph order, every layer that lost inputs (see compensation.py); returns the errors."""
@@ -185,43 +193,20 @@ def _repair(
     new_graph = ModelGraph(new_model)
     errors = {}
     for name in names:  # graph order: each refit sees the upstream layers already repaired
-        layer, new_layer = graph.nodes[name].layer, new_model.get_layer(name)
+        handler, new_layer = graph.nodes[name].handler, new_model.get_layer(name)
         in_keep, out_keep = keeps[name]
+        assert out_keep is not None  # only producers are repaired
         sliced = [np.asarray(w) for w in new_layer.get_weights()]
         result = None
         if mode == "lstsq":
             x_new = new_graph.layer_inputs([name], x)[name]
-            result = refit(layer, originals[name], x_new, sliced, out_keep)
+            result = refit(handler, originals[name], x_new, sliced, out_keep)
         if result is None:
-            sliced[-1] = sliced[-1] + mean_shift(layer, originals[name], in_keep)[out_keep].astype(np.float32)
-            new_layer.set_weights(sliced)
+            shift = mean_shift(handler, originals[name], in_keep)
+            if shift is not None:
+                sliced[-1] = sliced[-1] + shift[out_keep].astype(np.float32)
+                new_layer.set_weights(sliced)
         else:
             new_layer.set_weights(result[0])
             errors[name] = result[1]
     return errors
-
-
-def _shrink_producer(
-    layer: keras.layers.Layer, in_keep: np.ndarray, out_keep: np.ndarray, with_bias: bool
-) -> tuple[dict, list[np.ndarray]]:
-    """Slice a producer's weights; ``with_bias`` adds a (zero) bias for the repair to fill."""
-    weights = [np.asarray(w) for w in layer.get_weights()]
-    if hasattr(layer, "pointwise_kernel"):
-        m = layer.depth_multiplier
-        new = [weights[0][..., in_keep, :], weights[1][..., np.repeat(in_keep, m), :][..., out_keep]]
-    else:
-        new = [weights[0][..., in_keep, :][..., out_keep]]
-    if layer.use_bias:
-        new.append(weights[-1][out_keep])
-    elif with_bias:
-        new.append(np.zeros(int(out_keep.sum()), np.float32))
-    units = "units" if isinstance(layer, keras.layers.Dense) else "filters"
-    return {units: int(out_keep.sum()), "use_bias": bool(layer.use_bias or with_bias)}, new
-
-
-def _shrink_depthwise(layer: keras.layers.Layer, in_keep: np.ndarray) -> tuple[dict, list[np.ndarray]]:
-    weights = [np.asarray(w) for w in layer.get_weights()]
-    new = [weights[0][..., in_keep, :]]
-    if layer.use_bias:
-        new.append(weights[1][np.repeat(in_keep, layer.depth_multiplier)])
-    return {}, new

@@ -87,16 +87,23 @@ def load_board(name: str | None) -> Board:
         text, source = resource.read_text(encoding="utf-8"), f"board {name}"
     try:
         data = json.loads(text)
-        missing = [k for k in _FIELDS if k not in data]
-        if missing:
-            raise EdgeslimError(
-                f"{source}: missing fields {missing}", f"a board profile needs {list(_FIELDS)}"
-            )
-        board = Board(**{k: data[k] for k in (*_FIELDS, "reference") if k in data})
-    except (ValueError, TypeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise EdgeslimError(
-            f"{source}: not a valid board profile ({exc})", f"a board profile needs {list(_FIELDS)}"
+            f"{source}: not valid JSON ({exc})", f"a board profile needs {list(_FIELDS)}"
         ) from None
+    if not isinstance(data, dict):
+        raise EdgeslimError(f"{source}: must be a JSON object", f"a board profile needs {list(_FIELDS)}")
+    missing = [k for k in _FIELDS if k not in data]
+    if missing:
+        raise EdgeslimError(f"{source}: missing fields {missing}", f"a board profile needs {list(_FIELDS)}")
+    for key in ("ram_bytes", "flash_bytes", "ram_reserved_bytes", "flash_reserved_bytes"):
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise EdgeslimError(
+                f"{source}: {key} must be a whole number of bytes, got {value!r}",
+                "write e.g. 262144 for 256 KiB",
+            )
+    board = Board(**{k: data[k] for k in (*_FIELDS, "reference") if k in data})
     if board.ram_available <= 0 or board.flash_available <= 0:
         raise EdgeslimError(f"{source}: the reserved bytes exceed the board's RAM or flash")
     return board

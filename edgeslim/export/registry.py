@@ -17,3 +17,4 @@ TARGETS: dict[str, Target] = {
     "edgetpu": edgetpu.TARGET,
     "mcu": mcu.TARGET,
 }
+TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)

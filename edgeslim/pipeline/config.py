@@ -1,18 +1,31 @@
-"""The pipeline config: YAML in, fully validated before any work starts, errors that name the key path."""
+"""The pipeline config: YAML in, fully validated before any work starts, every mistake named by key path.
+
+Validation imports neither TensorFlow nor Keras, so a rerun whose steps are all cached stays fast.
+Paths written in a config file resolve against the file's folder; paths given on the command line
+(``--set``, ``--data-dir``, ``--model``) resolve against the working directory.
+"""
 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeslim.errors import ConfigError, EdgeslimError
+from edgeslim.errors import ConfigError, EdgeslimError, Problems
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 SECTIONS = ("dataset", "model", "train", "compress", "export", "report")
 DATASET_KEYS = {"name": str, "data_dir": (str, type(None)), "seed": int}
-EXPORT_KEYS = {"targets": list, "board": str, "agreement_floor": float, "calib_samples": int, "formats": dict}
+EXPORT_KEYS = {
+    "targets": list,
+    "board": str,
+    "agreement_floor": float,
+    "calib_samples": int,
+    "formats": dict,
+    "firmware": bool,
+}
 REPORT_KEYS = {"formats": list, "plots": bool}
 REPORT_FORMATS = ("json", "md", "html")
 
@@ -50,12 +63,49 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         raw = yaml.safe_load(source.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(
+            f"{source}: not valid YAML ({' '.join(str(exc).split())[:200]})", "fix the file's syntax"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not a text file", "give a YAML config") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the config must be a mapping of sections {list(SECTIONS)}")
+    absolutize_paths(raw, source.resolve().parent if path is not None else Path.cwd())
+    problems = Problems()
     for item in overrides or []:
-        apply_override(raw, item)
-    return validate(raw, base_dir=source.parent if path is not None else Path.cwd())
+        with problems.collect():
+            apply_override(raw, item)
+    problems.raise_if_any()
+    absolutize_paths(raw, Path.cwd())  # what --set added is relative to the working directory
+    return validate(raw)
+
+
+def absolutize_paths(raw: dict[str, Any], base_dir: Path) -> None:
+    """Make the config's relative paths absolute against ``base_dir`` (values of other types stay)."""
+    dataset = raw.get("dataset")
+    if isinstance(dataset, dict) and isinstance(dataset.get("data_dir"), str):
+        dataset["data_dir"] = str(_resolve(dataset["data_dir"], base_dir))
+    model = raw.get("model")
+    if isinstance(model, str) and model.endswith(".keras"):
+        raw["model"] = str(_resolve(model, base_dir))
+    elif (
+        isinstance(model, dict)
+        and isinstance(model.get("source"), str)
+        and model["source"].endswith(".keras")
+    ):
+        model["source"] = str(_resolve(model["source"], base_dir))
+    export = raw.get("export")
+    if (
+        isinstance(export, dict)
+        and isinstance(export.get("board"), str)
+        and export["board"].endswith(".json")
+    ):
+        export["board"] = str(_resolve(export["board"], base_dir))
+
+
+def _resolve(path: str, base_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (base_dir / p)
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -63,23 +113,30 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     import yaml
 
     if "=" not in item:
-        raise ConfigError(f"--set {item}: expected KEY.PATH=VALUE, e.g. train.epochs=3")
+        raise ConfigError(f"--set {item}: expected KEY.PATH=VALUE", "e.g. --set train.epochs=3")
     key, text = item.split("=", 1)
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(
+            f"--set {key}: the value {text!r} is not valid YAML", "quote it, e.g. --set 'train.epochs=3'"
+        ) from None
     parts = _split_key(key)
     node: Any = raw
     for part in parts[:-1]:
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
-                raise ConfigError(f"--set {key}: no list entry [{part}]")
+                raise ConfigError(f"--set {key}: no list entry [{part}]", "count entries from 0")
             node = node[part]
         else:
-            node = node.setdefault(part, {}) if isinstance(node, dict) else None
-            if node is None:
-                raise ConfigError(f"--set {key}: {part} is not a section")
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part} is not inside a section")
+            if node.get(part) is None:  # absent, or an empty section (`train:` with nothing under it)
+                node[part] = {}
+            node = node[part]
     last = parts[-1]
-    if isinstance(last, int):
-        raise ConfigError(f"--set {key}: cannot replace a whole list entry")
+    if isinstance(last, int) or not isinstance(node, dict):
+        raise ConfigError(f"--set {key}: cannot set a whole list entry", "name a key inside it")
     node[last] = value
 
 
@@ -91,29 +148,42 @@ def _split_key(key: str) -> list[str | int]:
             parts.append(name)
         while rest:
             index, _, rest = rest.partition("]")
+            if not index.isdigit():
+                raise ConfigError(f"--set {key}: [{index}] is not a list index", "write e.g. compress[1]")
             parts.append(int(index))
             rest = rest.lstrip("[")
+    if not parts or any(p == "" for p in parts):
+        raise ConfigError(f"--set {key}: empty key", "write e.g. train.epochs=3")
     return parts
 
 
-def validate(raw: dict[str, Any], base_dir: Path) -> PipelineConfig:
+def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfig:
+    """Check every section, collecting every mistake; paths must already be absolute (or ``base_dir``)."""
     raw = copy.deepcopy(raw)
+    if base_dir is not None:
+        absolutize_paths(raw, base_dir)
+    problems = Problems()
     for key in raw:
         if key not in SECTIONS:
-            raise ConfigError(f"{key}: unknown section", f"sections are {list(SECTIONS)}")
-    dataset = _check_mapping(raw.get("dataset", {}), "dataset", DATASET_KEYS)
-    dataset = {"name": "digits", "data_dir": None, "seed": 0, **dataset}
-    if dataset["data_dir"] is not None:
-        dataset["data_dir"] = str(_resolve(dataset["data_dir"], base_dir))
-    model, unsafe = _check_model(raw.get("model", "digits_cnn"), base_dir)
-    train = _check_train(raw.get("train"), model)
-    stages = _check_compress(raw.get("compress", []))
-    export = _check_export(raw.get("export", {}))
-    report = _check_mapping(raw.get("report", {}), "report", REPORT_KEYS)
-    report = {"formats": list(REPORT_FORMATS), "plots": True, **report}
-    for i, fmt in enumerate(report["formats"]):
-        if fmt not in REPORT_FORMATS:
-            raise ConfigError(f"report.formats[{i}]: must be one of {list(REPORT_FORMATS)}, got {fmt!r}")
+            problems.add(f"{key}: unknown section", f"sections are {list(SECTIONS)}")
+    dataset: dict[str, Any] = {"name": "digits", "data_dir": None, "seed": 0}
+    with problems.collect():
+        dataset |= check_mapping(raw.get("dataset", {}), "dataset", DATASET_KEYS)
+    model, unsafe = "digits_cnn", False
+    with problems.collect():
+        model, unsafe = _check_model(raw.get("model", "digits_cnn"))
+    train = None
+    with problems.collect():
+        train = _check_train(raw.get("train"), model)
+    stages = _check_compress(raw.get("compress", []), problems)
+    export = _check_export(raw.get("export", {}), problems)
+    report = {"formats": list(REPORT_FORMATS), "plots": True}
+    with problems.collect():
+        report |= check_mapping(raw.get("report", {}), "report", REPORT_KEYS)
+        for i, fmt in enumerate(report["formats"]):
+            if fmt not in REPORT_FORMATS:
+                problems.add(f"report.formats[{i}]: must be one of {list(REPORT_FORMATS)}, got {fmt!r}")
+    problems.raise_if_any()
     normalized = {
         "dataset": dataset,
         "model": model if not unsafe else {"source": model, "unsafe_load": True},
@@ -122,50 +192,45 @@ def validate(raw: dict[str, Any], base_dir: Path) -> PipelineConfig:
         "export": export,
         "report": report,
     }
-    return PipelineConfig(
-        raw=normalized,
-        dataset=dataset,
-        model=model,
-        unsafe_load=unsafe,
-        train=train,
-        stages=stages,
-        export=export,
-        report=report,
-    )
+    return PipelineConfig(normalized, dataset, model, unsafe, train, stages, export, report)
 
 
-def _check_mapping(value: Any, path: str, schema: dict[str, Any]) -> dict[str, Any]:
+def check_mapping(value: Any, path: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """Keys known, values of the declared type (a float key takes ints; NaN and inf are refused)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: must be a mapping, got {type(value).__name__}")
+    problems = Problems()
     for key, item in value.items():
         if key not in schema:
-            raise ConfigError(f"{path}.{key}: unknown key", f"known keys: {sorted(schema)}")
-        expected = schema[key]
-        if expected is float and isinstance(item, int) and not isinstance(item, bool):
+            problems.add(f"{path}.{key}: unknown key", f"known keys: {sorted(schema)}")
             continue
-        if expected is int and isinstance(item, bool):
-            raise ConfigError(f"{path}.{key}: must be an integer, got {item!r}")
-        if not isinstance(item, expected):
+        expected = schema[key]
+        if expected is float:
+            ok = isinstance(item, int | float) and not isinstance(item, bool) and math.isfinite(item)
+        elif expected is int:
+            ok = isinstance(item, int) and not isinstance(item, bool)
+        else:
+            ok = isinstance(item, expected)
+        if not ok:
             names = (
                 expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
             )
-            raise ConfigError(f"{path}.{key}: must be {names}, got {item!r}")
+            names = {"float": "a finite number", "int": "an integer", "bool": "true or false"}.get(
+                names, names
+            )
+            problems.add(f"{path}.{key}: must be {names}, got {item!r}")
+    problems.raise_if_any()
     return dict(value)
 
 
-def _resolve(path: str, base_dir: Path) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (base_dir / p)
-
-
-def _check_model(value: Any, base_dir: Path) -> tuple[str, bool]:
-    from edgeslim.train.zoo import MODELS as ZOO_NAMES
+def _check_model(value: Any) -> tuple[str, bool]:
+    from edgeslim.train.zoo_names import ZOO_NAMES
 
     unsafe = False
     if isinstance(value, dict):
-        _check_mapping(value, "model", {"source": str, "unsafe_load": bool})
+        check_mapping(value, "model", {"source": str, "unsafe_load": bool})
         if "source" not in value:
             raise ConfigError("model.source: missing", "give a zoo name or a .keras path")
         value, unsafe = value["source"], bool(value.get("unsafe_load", False))
@@ -174,10 +239,9 @@ def _check_model(value: Any, base_dir: Path) -> tuple[str, bool]:
     if value in ZOO_NAMES:
         return value, unsafe
     if value.endswith(".keras"):
-        path = _resolve(value, base_dir)
-        if not path.is_file():
-            raise ConfigError(f"model: {path}: no such .keras file")
-        return str(path), unsafe
+        if not Path(value).is_file():
+            raise ConfigError(f"model: {value}: no such .keras file", "check the path")
+        return value, unsafe
     raise ConfigError(
         f"model: unknown model {value!r}", f"choose one of {sorted(ZOO_NAMES)} or a .keras path"
     )
@@ -197,65 +261,72 @@ def _check_train(value: Any, model: str) -> dict[str, Any] | None:
     return TrainConfig.from_dict(value, prefix="train").to_dict()
 
 
-def _check_compress(value: Any) -> list[StageSpec]:
-    from edgeslim.compress import build_stage
-    from edgeslim.train.finetune import FinetuneConfig
+def _check_compress(value: Any, problems: Problems) -> list[StageSpec]:
+    from edgeslim.compress.registry import build_stage
+    from edgeslim.train.config import FinetuneConfig
 
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ConfigError("compress: must be a list of stages, e.g. [{prune: {amount: 0.5}}]")
+        problems.add("compress: must be a list of stages", "e.g. [{prune: {sparsity: 0.5}}]")
+        return []
     specs = []
     for i, entry in enumerate(value):
         where = f"compress[{i}]"
         if isinstance(entry, str):
             entry = {entry: {}}
         if not isinstance(entry, dict) or len(entry) != 1:
-            raise ConfigError(
-                f"{where}: must be one stage name with its parameters, e.g. {{lowrank: {{energy: 0.9}}}}"
+            problems.add(
+                f"{where}: must be one stage name with its parameters", "e.g. {lowrank: {energy: 0.9}}"
             )
+            continue
         name, params = next(iter(entry.items()))
+        if params is not None and not isinstance(params, dict):
+            problems.add(
+                f"{where}.{name}: its parameters must be a mapping, got {params!r}",
+                f"e.g. {{{name}: {{...}}}}; see the stage's parameters in the README",
+            )
+            continue
         params = dict(params or {})
-        if not isinstance(params, dict):
-            raise ConfigError(f"{where}.{name}: parameters must be a mapping")
         finetune = params.pop("finetune", None)
-        try:
+        with problems.collect(f"{where}."):
             build_stage(name, **params)
-            if finetune is not None:
+        if finetune is not None:
+            with problems.collect(f"{where}."):
                 if not isinstance(finetune, dict):
                     raise ConfigError(
                         f"{name}.finetune: must be a mapping like {{epochs: 2}}, got {finetune!r}"
                     )
                 FinetuneConfig.from_dict(finetune, prefix=f"{name}.finetune")
-        except ConfigError as exc:
-            raise ConfigError(f"{where}.{exc.message}", exc.hint) from None
         specs.append(StageSpec(name=name, params=params, finetune=finetune))
     return specs
 
 
-def _check_export(value: Any) -> dict[str, Any]:
-    from edgeslim.export import TARGETS
+def _check_export(value: Any, problems: Problems) -> dict[str, Any]:
     from edgeslim.export.boards import load_board
+    from edgeslim.export.registry import TARGET_NAMES
 
-    export = _check_mapping(value, "export", EXPORT_KEYS)
-    export = {
+    export: dict[str, Any] = {
         "targets": ["cpu"],
         "board": "cortex-m4",
         "agreement_floor": 0.98,
         "calib_samples": 200,
-        **export,
+        "firmware": False,
     }
-    for i, target in enumerate(export["targets"]):
-        if target not in TARGETS:
-            raise ConfigError(f"export.targets[{i}]: must be one of {sorted(TARGETS)}, got {target!r}")
-    try:
-        load_board(export["board"])  # a shipped profile's name, or a board JSON file
-    except EdgeslimError as exc:
-        raise ConfigError(f"export.board: {exc.message}", exc.hint) from None
-    if not 0 <= export["agreement_floor"] <= 1:
-        raise ConfigError(f"export.agreement_floor: must be in [0, 1], got {export['agreement_floor']!r}")
-    if export["calib_samples"] <= 0:
-        raise ConfigError(
-            f"export.calib_samples: must be a positive integer, got {export['calib_samples']!r}"
-        )
+    with problems.collect():
+        export |= check_mapping(value, "export", EXPORT_KEYS)
+    for i, target in enumerate(export["targets"] if isinstance(export["targets"], list) else []):
+        if target not in TARGET_NAMES:
+            problems.add(f"export.targets[{i}]: must be one of {sorted(TARGET_NAMES)}, got {target!r}")
+    if isinstance(export["board"], str):
+        try:
+            load_board(export["board"])  # a shipped profile's name, or a board JSON file
+        except EdgeslimError as exc:
+            problems.add(f"export.board: {exc.message}", exc.hint)
+    floor = export["agreement_floor"]
+    if isinstance(floor, int | float) and not 0 <= floor <= 1:
+        problems.add(f"export.agreement_floor: must be in [0, 1], got {floor!r}")
+    calib = export["calib_samples"]
+    if isinstance(calib, int) and calib <= 0:
+        problems.add(f"export.calib_samples: must be a positive integer, got {calib!r}")
     return export

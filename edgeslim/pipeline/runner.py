@@ -1,8 +1,10 @@
 """train -> compress stages -> export targets -> report, in a run directory that resumes.
 
-Each step is skipped when its key (its config section + its input's key) matches a completed marker.
-Every stage model is also converted to LiteRT and measured there, so the report's accuracy-vs-size
-curve is measured in the runtime, stage by stage.
+This is the one orchestrator: `edgeslim pipeline` and `edgeslim compress` both run it. Each step is
+skipped when its key (its config section + its input's key) matches a completed marker, and a
+skipped step loads nothing: models are loaded only when a later step that runs needs them, so a rerun
+with nothing to do imports no TensorFlow. Every stage model is also converted to LiteRT and measured
+there, so the report's accuracy-vs-size curve is measured in the runtime, stage by stage.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from edgeslim.pipeline.config import PipelineConfig
 from edgeslim.pipeline.rundir import StepOutcome, cached, close_step, open_step, step_key, write_manifest
 
 MODEL_OUTPUTS = ["model.keras", "metrics.json"]
+REPORT_OUTPUTS = {"json": "report.json", "md": "report.md", "html": "report.html"}
 
 
 @dataclass
@@ -34,57 +37,90 @@ class PipelineResult:
 Notify = Callable[[str, str], None]  # (step name, "start"/"cached"/"done"/"failed")
 
 
+class Lazy:
+    """A value made only when first asked for (a model read from disk, a dataset)."""
+
+    def __init__(self, make: Callable[[], Any], value: Any = None) -> None:
+        self._make, self._value = make, value
+
+    def get(self) -> Any:
+        if self._value is None:
+            self._value = self._make()
+        return self._value
+
+
+@dataclass
+class Context:
+    config: PipelineConfig
+    run_dir: Path
+    data: Lazy
+    result: PipelineResult
+    progress: Any
+    notify: Notify
+
+
 def run_pipeline(
-    config: PipelineConfig, run_dir: str | Path, progress: bool = True, notify: Notify | None = None
+    config: PipelineConfig, run_dir: str | Path, progress: Any = True, notify: Notify | None = None
 ) -> PipelineResult:
     import yaml
-
-    from edgeslim.data import load_dataset
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", yaml.safe_dump(config.raw, sort_keys=False))
-    notify = notify or (lambda name, event: None)
     result = PipelineResult(run_dir=run_dir)
-    ds = config.dataset
-    data = load_dataset(ds["name"], ds["data_dir"], seed=ds["seed"])
+    ctx = Context(config, run_dir, Lazy(lambda: _load_data(config)), result, progress, notify or _quiet)
 
-    baseline, key = _train_step(config, data, run_dir, result, progress, notify)
-    model, recipe, model_path = baseline, None, run_dir / "00-train" / "model.keras"
+    baseline, key = _train_step(ctx)
+    model, model_path, recipe = baseline, run_dir / "00-train" / "model.keras", None
     for index, spec in enumerate(config.stages, start=1):
-        model, key, stage_recipe, model_path = _compress_step(
-            index, spec, model, baseline, data, run_dir, key, result, progress, notify, recipe
-        )
-        recipe = stage_recipe or recipe
+        model, key, recipe, model_path = _compress_step(ctx, index, spec, model, baseline, key, recipe)
     for target in config.export["targets"]:
-        _export_step(target, model, model_path, data, config, run_dir, key, recipe, result, notify)
-    result.report = _report_step(config, run_dir, result, notify)
+        _export_step(ctx, target, model, model_path, key, recipe)
+    write_manifest(run_dir, config.raw, result.steps, time.perf_counter() - start)  # what the report reads
+    result.report = _report_step(ctx)
     result.seconds = time.perf_counter() - start
     write_manifest(run_dir, config.raw, result.steps, result.seconds)
     return result
 
 
-def _train_step(config, data, run_dir, result, progress, notify):
-    from edgeslim.modelio import load_keras_model
+def _quiet(step: str, event: str) -> None:
+    return None
 
-    step_dir = run_dir / "00-train"
+
+def _load_data(config: PipelineConfig) -> Any:
+    from edgeslim.data import load_dataset
+
+    ds = config.dataset
+    return load_dataset(ds["name"], ds["data_dir"], seed=ds["seed"])
+
+
+def _train_step(ctx: Context) -> tuple[Lazy, str]:
+    config = ctx.config
+    step_dir = ctx.run_dir / "00-train"
+    model_path = step_dir / "model.keras"
     source_hash = sha256_file(config.model) if config.model.endswith(".keras") else config.model
     key = step_key({"dataset": config.dataset, "model": source_hash, "train": config.train}, "")
-    if _reuse(step_dir, key, MODEL_OUTPUTS, "train", result, notify) is not None:
-        return load_keras_model(step_dir / "model.keras"), key
-    notify("train", "start")
+    if _reuse(ctx, step_dir, key, MODEL_OUTPUTS, "train") is not None:
+        return Lazy(lambda: _load(model_path)), key
+    ctx.notify("train", "start")
     began = time.perf_counter()
-    model, history = _baseline_model(config, data, progress)
+    model, history = _baseline_model(config, ctx.data.get(), ctx.progress)
     open_step(step_dir)
     if history is not None:
         write_json(step_dir / "history.json", history)
-    outputs = _save_model_step(model, data, step_dir, record=None, recipe=None)
-    _finish(step_dir, key, outputs, began, "train", result, notify)
-    return model, key
+    outputs = _save_model_step(model, ctx.data.get(), step_dir, record=None, recipe=None)
+    _finish(ctx, step_dir, key, outputs, began, "train")
+    return Lazy(lambda: _load(model_path), model), key
 
 
-def _baseline_model(config, data, progress):
+def _load(path: Path) -> Any:
+    from edgeslim.modelio import load_keras_model
+
+    return load_keras_model(path)
+
+
+def _baseline_model(config: PipelineConfig, data: Any, progress: Any) -> tuple[Any, Any]:
     """The trained model and its history (None when a trained .keras model is measured as given)."""
     from edgeslim.train.config import TrainConfig
     from edgeslim.train.fit import check_compatible, train_model
@@ -105,45 +141,60 @@ def _baseline_model(config, data, progress):
     return trained.model, trained.history
 
 
-def _compress_step(index, spec, model, baseline, data, run_dir, input_key, result, progress, notify, recipe):
-    from edgeslim.compress import build_stage
+def _compress_step(
+    ctx: Context, index: int, spec: Any, model: Lazy, baseline: Lazy, input_key: str, recipe: Any
+) -> tuple[Lazy, str, Any, Path]:
     from edgeslim.compress.base import StageRecord
-    from edgeslim.modelio import load_keras_model
-    from edgeslim.train.finetune import FinetuneConfig
+    from edgeslim.compress.registry import build_stage
 
     name = f"{index:02d}-{spec.name}"
-    step_dir = run_dir / name
+    step_dir = ctx.run_dir / name
     key = step_key({"stage": spec.name, "params": spec.params, "finetune": spec.finetune}, input_key)
     model_path = step_dir / "model.keras"
-    if _reuse(step_dir, key, MODEL_OUTPUTS + ["record.json"], name, result, notify) is not None:
+    if _reuse(ctx, step_dir, key, MODEL_OUTPUTS + ["record.json"], name) is not None:
         record = StageRecord.from_dict(json.loads((step_dir / "record.json").read_text()))
-        return load_keras_model(model_path), key, record.quantization, model_path
-    notify(name, "start")
+        return Lazy(lambda: _load(model_path)), key, _recipe(record.quantization) or recipe, model_path
+    ctx.notify(name, "start")
     began = time.perf_counter()
+    from edgeslim.train.config import FinetuneConfig
+    from edgeslim.train.finetune import finetune as finetuner
+
     stage = build_stage(spec.name, **spec.params)
     finetune = (
         FinetuneConfig.from_dict(spec.finetune, prefix=f"{spec.name}.finetune") if spec.finetune else None
     )
-    outcome = stage.run(model, data, finetune=finetune, teacher=baseline, progress=progress)
-    stage_recipe = outcome.record.quantization
-    open_step(step_dir)
-    outputs = _save_model_step(
-        outcome.model, data, step_dir, record=outcome.record, recipe=stage_recipe or recipe
+    data = ctx.data.get()
+    outcome = stage.run(
+        model.get(),
+        data,
+        finetune=finetune,
+        teacher=baseline.get(),
+        progress=ctx.progress,
+        finetuner=finetuner,
     )
-    _finish(step_dir, key, outputs, began, name, result, notify)
-    return outcome.model, key, stage_recipe, model_path
+    for note in outcome.record.notes:
+        ctx.notify(f"{name}: {note}", "note")
+    recipe = _recipe(outcome.record.quantization) or recipe
+    open_step(step_dir)
+    outputs = _save_model_step(outcome.model, data, step_dir, record=outcome.record, recipe=recipe)
+    _finish(ctx, step_dir, key, outputs, began, name)
+    return Lazy(lambda: _load(model_path), outcome.model), key, recipe, model_path
 
 
-def _save_model_step(model, data, step_dir, record, recipe) -> list[str]:
-    """model.keras, record.json, metrics.json, and the model deployed to LiteRT and measured there.
+def _recipe(values: dict[str, Any] | None) -> Any:
+    from edgeslim.recipe import QuantRecipe
 
-    Returns the step's output files (relative), which its marker hashes.
-    """
+    return QuantRecipe.from_dict(values) if values else None
+
+
+def _save_model_step(model: Any, data: Any, step_dir: Path, record: Any, recipe: Any) -> list[str]:
+    """model.keras (with the recipe inside), record.json, metrics.json, and the model deployed to LiteRT
+    and measured there. Returns the step's output files (relative), which its marker hashes."""
     from edgeslim.analysis.keras_model import analyze_keras
     from edgeslim.export import export_model
     from edgeslim.modelio import save_keras_model
 
-    save_keras_model(model, step_dir / "model.keras")
+    save_keras_model(model, step_dir / "model.keras", recipe=recipe)
     if record is not None:
         write_json(step_dir / "record.json", record.to_dict())
     stats = analyze_keras(model)
@@ -162,12 +213,14 @@ def _save_model_step(model, data, step_dir, record, recipe) -> list[str]:
     verification = deployed.sidecar["verification"]
     metrics = {
         # Verification already ran the Keras model on the whole test set as its reference.
-        "test_accuracy": verification["keras_accuracy"],
+        "test_accuracy": verification.get("keras_accuracy"),
+        "test_metrics": verification.get("keras_metrics"),
         "test_samples": verification["samples"],
         "dataset": data.summary(),
         "params": stats.total_params,
         "nonzero_params": stats.nonzero_params,
         "macs": stats.total_macs,
+        "macs_complete": stats.macs_complete,
         "layers": [layer.to_dict() for layer in stats.layers],
         "deployed": {**deployed.sidecar, "path": str(deployed.path.relative_to(step_dir))},
     }
@@ -176,42 +229,47 @@ def _save_model_step(model, data, step_dir, record, recipe) -> list[str]:
     return outputs + (["record.json"] if record is not None else [])
 
 
-def _export_step(target, model, model_path, data, config, run_dir, input_key, recipe, result, notify) -> None:
+def _export_step(
+    ctx: Context, target: str, model: Lazy, model_path: Path, input_key: str, recipe: Any
+) -> None:
     from edgeslim.export import export_model
 
     name = f"exports/{target}"
-    step_dir = run_dir / "exports" / target
-    export = config.export
+    step_dir = ctx.run_dir / "exports" / target
+    export = ctx.config.export
+    firmware = bool(export.get("firmware")) and target == "mcu"
     section = {
         "target": target,
         "board": export["board"],
         "floor": export["agreement_floor"],
         "calib": export["calib_samples"],
         "formats": export.get("formats", {}).get(target),
-        "recipe": recipe,
+        "recipe": recipe.to_dict() if recipe is not None else None,
+        "firmware": firmware,
     }
     key = step_key(section, input_key)
-    marker = _reuse(step_dir, key, [], name, result, notify)
+    marker = _reuse(ctx, step_dir, key, [], name)
     if marker is not None:
-        result.failures += marker.get("failures", [])
+        ctx.result.failures += marker.get("failures", [])
         return
-    notify(name, "start")
+    ctx.notify(name, "start")
     began = time.perf_counter()
     open_step(step_dir)
     failures: list[str] = []
     try:
         artifacts = export_model(
-            model,
-            data,
+            model.get(),
+            ctx.data.get(),
             target=target,
             out_dir=step_dir,
             formats=section["formats"],
-            quant=_target_quant(target, recipe),
+            quant=None,  # the recipe saved in model_path applies where the target takes its mode
             board=export["board"],
-            calib_samples=export["calib_samples"],
+            calib_samples=export["calib_samples"] if recipe is None else None,
             agreement_floor=export["agreement_floor"],
             source_path=model_path,
             strict=False,
+            firmware=firmware,
         )
     except EdgeslimError as exc:  # a model that does not fit a board is a result to report, not a crash
         failures.append(f"{target}: {exc}")
@@ -230,42 +288,41 @@ def _export_step(target, model, model_path, data, config, run_dir, input_key, re
         "artifacts": [str(a.path.relative_to(step_dir)) for a in artifacts],
     }
     info = close_step(step_dir, key, extra["files"], time.perf_counter() - began, extra)
-    result.steps.append(StepOutcome(name, step_dir, key, False, info["seconds"], info))
-    result.failures += failures
-    notify(name, "failed" if failures else "done")
+    ctx.result.steps.append(StepOutcome(name, step_dir, key, False, info["seconds"], info))
+    ctx.result.failures += failures
+    ctx.notify(name, "failed" if failures else "done")
 
 
-def _target_quant(target: str, recipe: dict[str, Any] | None) -> Any:
-    """The quantize stage's recipe where the target can take it; targets that need int8 keep their own."""
-    if recipe is None:
-        return None
-    if target in ("mcu", "edgetpu") and recipe.get("mode") != "int8":
-        return None
-    if target == "gpu":
-        return None  # the GPU target picks float16/float32 formats itself
-    return recipe
-
-
-def _report_step(config, run_dir, result, notify) -> dict[str, Any]:
+def _report_step(ctx: Context) -> dict[str, Any]:
+    """Rebuilt only when a step it reads changed (or its own files were touched)."""
+    report_config = ctx.config.report
+    step_dir = ctx.run_dir / "report"
+    key = step_key({"report": report_config, "steps": [s.key for s in ctx.result.steps]}, "")
+    outputs = [REPORT_OUTPUTS[f] for f in report_config["formats"]]
+    if "json" in report_config["formats"] and _reuse(ctx, step_dir, key, outputs, "report") is not None:
+        return json.loads((step_dir / "report.json").read_text())
     from edgeslim.report import build_report, write_report
 
-    notify("report", "start")
-    report = build_report(run_dir)
-    write_report(report, run_dir / "report", formats=config.report["formats"], plots=config.report["plots"])
-    notify("report", "done")
+    ctx.notify("report", "start")
+    began = time.perf_counter()
+    open_step(step_dir)
+    report = build_report(ctx.run_dir)
+    written = write_report(report, step_dir, formats=report_config["formats"], plots=report_config["plots"])
+    files = [str(p.relative_to(step_dir)) for p in written.values()]
+    _finish(ctx, step_dir, key, files, began, "report")
     return report
 
 
-def _reuse(step_dir, key, outputs, name, result, notify) -> dict[str, Any] | None:
+def _reuse(ctx: Context, step_dir: Path, key: str, outputs: list[str], name: str) -> dict[str, Any] | None:
     """The step's marker when it can be reused as it is (recorded as a cached step), else None."""
     marker = cached(step_dir, key, outputs)
     if marker is not None:
-        result.steps.append(StepOutcome(name, step_dir, key, True, 0.0, marker))
-        notify(name, "cached")
+        ctx.result.steps.append(StepOutcome(name, step_dir, key, True, 0.0, marker))
+        ctx.notify(name, "cached")
     return marker
 
 
-def _finish(step_dir, key, outputs, began, name, result, notify) -> None:
+def _finish(ctx: Context, step_dir: Path, key: str, outputs: list[str], began: float, name: str) -> None:
     info = close_step(step_dir, key, outputs, time.perf_counter() - began)
-    result.steps.append(StepOutcome(name, step_dir, key, False, info["seconds"], info))
-    notify(name, "done")
+    ctx.result.steps.append(StepOutcome(name, step_dir, key, False, info["seconds"], info))
+    ctx.notify(name, "done")

@@ -1,4 +1,6 @@
-"""The report's one data model, built from the run directory's records and artifact sidecars (never logs).
+"""The report's one data model, built from the run's manifest, the config as run, and the records and
+sidecars the manifest's steps point at (never a directory listing: a stage folder left by an earlier,
+longer run is not part of this run).
 
 run -> stages (each with its LiteRT-deployed measurement and per-layer table) -> exported artifacts.
 The JSON schema is versioned (SCHEMA) and documented in the README.
@@ -18,36 +20,52 @@ SCHEMA = "edgeslim.report/1"
 
 def build_report(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    step_dirs = (
-        sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name[:2].isdigit() and "-" in p.name)
-        if run_dir.is_dir()
-        else []
-    )
-    if not step_dirs:
-        raise EdgeslimError(
-            f"{run_dir}: no pipeline steps found", "run `edgeslim pipeline --out RUN_DIR` first"
-        )
-    stages = [_stage(p) for p in step_dirs if (p / "metrics.json").is_file()]
-    baseline = stages[0]["deployed"]["accuracy"] if stages else None
+    manifest = _read_manifest(run_dir)
+    steps = manifest.get("steps", [])
+    stage_dirs = [run_dir / s["dir"] for s in steps if s["name"] == "train" or s["name"][:2].isdigit()]
+    stages = [_stage(d) for d in stage_dirs if (d / "metrics.json").is_file()]
+    if not stages:
+        raise EdgeslimError(f"{run_dir}: the manifest lists no completed steps", "rerun `edgeslim pipeline`")
+    baseline = stages[0]["deployed"]["accuracy"]
     for stage in stages:
         stage["delta_vs_baseline"] = _delta(stage["deployed"]["accuracy"], baseline)
-    artifacts = _artifacts(run_dir / "exports", baseline)
+    export_dirs = [run_dir / s["dir"] for s in steps if s["name"].startswith("exports/")]
+    artifacts = [row for d in export_dirs for row in _artifacts(d, baseline)]
     points = [(s["name"], s["deployed"]["bytes"], s["deployed"]["accuracy"]) for s in stages]
     points += [(a["name"], a["bytes"], a["accuracy"]) for a in artifacts]
     pareto = pareto_front([(b, a) for _, b, a in points if b is not None and a is not None])
-    config = _read_config(run_dir / "config.yaml")
+    dataset = stages[0].get("dataset") or {}
     return {
         "schema": SCHEMA,
         "run_dir": str(run_dir),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "config": config,
-        "dataset": stages[0].get("dataset") if stages else None,
+        "config": manifest.get("config"),
+        "dataset": dataset,
+        "task": dataset.get("task", "classification"),
         "baseline_accuracy": baseline,
+        "baseline_metrics": stages[0]["deployed"].get("metrics"),
         "stages": stages,
         "artifacts": artifacts,
         "pareto": [name for name, b, a in points if (b, a) in pareto],
         "failures": [a["name"] + ": " + a["failure"] for a in artifacts if a.get("failure")],
     }
+
+
+def _read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "manifest.json"
+    if not path.is_file():
+        raise EdgeslimError(
+            f"{run_dir}: no manifest.json (not a pipeline run)", "run `edgeslim pipeline --out RUN_DIR`"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgeslimError(
+            f"{path}: unreadable ({exc})", "rerun `edgeslim pipeline` into this folder"
+        ) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("steps"), list):
+        raise EdgeslimError(f"{path}: not an edgeslim manifest", "rerun `edgeslim pipeline` into this folder")
+    return manifest
 
 
 def _stage(step_dir: Path) -> dict[str, Any]:
@@ -63,7 +81,9 @@ def _stage(step_dir: Path) -> dict[str, Any]:
         "params": metrics["params"],
         "nonzero_params": metrics["nonzero_params"],
         "macs": metrics["macs"],
-        "keras_accuracy": metrics["test_accuracy"],
+        "macs_complete": metrics.get("macs_complete", True),
+        "keras_accuracy": metrics.get("test_accuracy"),
+        "keras_metrics": metrics.get("test_metrics"),
         "deployed": {
             "path": f"{step_dir.name}/{deployed.get('path', '')}",
             "format": deployed.get("format"),
@@ -71,39 +91,39 @@ def _stage(step_dir: Path) -> dict[str, Any]:
             "bytes": deployed.get("bytes"),
             "gzip_bytes": deployed.get("gzip_bytes"),
             "accuracy": verification.get("accuracy"),
+            "metrics": verification.get("metrics"),
             "backend": verification.get("backend"),
             "latency_ms_p50": verification.get("latency_ms_p50"),
         },
         "layers": metrics.get("layers", []),
         "changes": record["layers"] if record else [],
         "finetune": (record or {}).get("finetune"),
+        "finetuned": bool((record or {}).get("finetune")),
+        "qat": ((record or {}).get("extra") or {}).get("qat"),
+        "notes": (record or {}).get("notes", []),
         "seconds": _read_json(step_dir / "step.json").get("seconds")
         if (step_dir / "step.json").is_file()
         else None,
     }
 
 
-def _artifacts(exports: Path, baseline: float | None) -> list[dict[str, Any]]:
+def _artifacts(target_dir: Path, baseline: float | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    if not exports.is_dir():
-        return rows
-    for target_dir in sorted(p for p in exports.iterdir() if p.is_dir()):
-        marker = _read_json(target_dir / "step.json") if (target_dir / "step.json").is_file() else {}
-        for failure in marker.get("failures", []):
-            if "failed verification" not in failure:
-                rows.append(
-                    {
-                        "name": f"{target_dir.name}",
-                        "target": target_dir.name,
-                        "failure": failure,
-                        "bytes": None,
-                        "accuracy": None,
-                    }
-                )
-        for rel in marker.get("artifacts", []):
-            sidecar_path = target_dir / f"{rel}.json"
-            if not sidecar_path.is_file():
-                continue
+    marker = _read_json(target_dir / "step.json") if (target_dir / "step.json").is_file() else {}
+    for failure in marker.get("failures", []):
+        if "failed verification" not in failure:
+            rows.append(
+                {
+                    "name": target_dir.name,
+                    "target": target_dir.name,
+                    "failure": failure,
+                    "bytes": None,
+                    "accuracy": None,
+                }
+            )
+    for rel in marker.get("artifacts", []):
+        sidecar_path = target_dir / f"{rel}.json"
+        if sidecar_path.is_file():
             rows.append(_artifact_row(target_dir.name, rel, _read_json(sidecar_path), baseline))
     return rows
 
@@ -120,6 +140,7 @@ def _artifact_row(target: str, rel: str, sidecar: dict[str, Any], baseline: floa
         "bytes": sidecar.get("bytes"),
         "gzip_bytes": sidecar.get("gzip_bytes"),
         "accuracy": verification.get("accuracy"),
+        "metrics": verification.get("metrics"),
         "delta_vs_baseline": _delta(verification.get("accuracy"), baseline),
         "agreement": verification.get("agreement"),
         "backend": verification.get("backend"),
@@ -150,14 +171,6 @@ def _mode(quantization: Any) -> Any:
 
 def _delta(value: float | None, baseline: float | None) -> float | None:
     return None if value is None or baseline is None else value - baseline
-
-
-def _read_config(path: Path) -> Any:
-    if not path.is_file():
-        return None
-    import yaml
-
-    return yaml.safe_load(path.read_text())
 
 
 def _read_json(path: Path) -> Any:

@@ -6,12 +6,14 @@ layers are named so that records and reports can point at them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import keras
 from keras import layers
 
 from edgeslim.errors import EdgeslimError
+from edgeslim.train.zoo_names import ZOO_NAMES
 
 
 def mnistnet1(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
@@ -157,6 +159,38 @@ def digits_cnn(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     )
 
 
+def lstm_rows(input_shape: tuple[int, ...], num_classes: int, units: int = 128) -> keras.Model:
+    """The course's recurrent example: an image read row by row, one time step per row (28 steps of 28
+    features on MNIST), an LSTM, then softmax. (H, W, C) input is reshaped to H steps of W*C features."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    if len(input_shape) == 3:
+        x = layers.Reshape((input_shape[0], input_shape[1] * input_shape[2]), name="rows")(x)
+    elif len(input_shape) != 2:
+        raise EdgeslimError(
+            f"model lstm_rows reads (steps, features) or (H, W, C) input, got shape {tuple(input_shape)}"
+        )
+    x = layers.LSTM(units, name="lstm")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="output")(x)
+    return keras.Model(inputs, outputs, name="lstm_rows")
+
+
+def autoencoder(input_shape: tuple[int, ...], num_classes: int = 0, bottleneck: int = 8) -> keras.Model:
+    """MLPerf Tiny's anomaly-detection autoencoder on the flattened input: four dense 128 layers (each
+    with BatchNorm and ReLU), a bottleneck of 8, four dense 128 again, and a linear dense back to the
+    input size, reshaped to the input's shape. ``num_classes`` is ignored: it reconstructs its input."""
+    size = math.prod(input_shape)
+    inputs = keras.Input(input_shape)
+    x = layers.Flatten(name="flatten")(inputs)
+    for i, width in enumerate([128, 128, 128, 128, bottleneck, 128, 128, 128, 128], start=1):
+        x = layers.Dense(width, name=f"dense{i}")(x)
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+    x = layers.Dense(size, name="reconstruction")(x)
+    outputs = layers.Reshape(tuple(input_shape), name="output")(x)
+    return keras.Model(inputs, outputs, name="autoencoder")
+
+
 MODELS: dict[str, Callable[[tuple[int, ...], int], keras.Model]] = {
     "mnistnet1": mnistnet1,
     "mnistnet2": mnistnet2,
@@ -166,7 +200,14 @@ MODELS: dict[str, Callable[[tuple[int, ...], int], keras.Model]] = {
     "dscnn": dscnn,
     "resnet8": resnet8,
     "digits_cnn": digits_cnn,
+    "lstm_rows": lstm_rows,
+    "autoencoder": autoencoder,
 }
+ANY_SHAPE = {"lstm_rows", "autoencoder"}  # builders that check the input's rank themselves
+
+
+if set(MODELS) != set(ZOO_NAMES):  # the Keras-free name list must not drift from the builders
+    raise RuntimeError(f"internal error: zoo builders {sorted(MODELS)} != zoo names {sorted(ZOO_NAMES)}")
 
 
 def build_model(
@@ -180,7 +221,7 @@ def build_model(
         raise EdgeslimError(
             f"unknown model {name!r}", f"choose one of {sorted(MODELS)} or give a .keras path"
         )
-    if len(input_shape) != 3:
+    if len(input_shape) != 3 and name not in ANY_SHAPE:
         raise EdgeslimError(f"model {name} needs image input (H, W, C), got shape {tuple(input_shape)}")
     if seed is not None:
         keras.utils.set_random_seed(seed)

@@ -5,7 +5,7 @@ max|w| / 127: LiteRT's own rule, so a weight already on this grid converts witho
 Activations: asymmetric 8-bit over a range kept by moving averages of the batch min/max (widened to
 contain 0, which must be exact). Rounding passes gradients straight through (STE).
 
-The layers are registered (package "edgeslim") so a saved QAT model loads in safe mode.
+The layers are registered (package "edgeslim") so a saved training copy loads in safe mode.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def _ste(x: Any, quantized: Any) -> Any:
 
 
 def fake_quant_weights(w: Any, axes: tuple[int, ...]) -> Any:
-    """Symmetric int8 fake quantization; ``axes`` are reduced (all but the output-channel axis)."""
+    """Symmetric int8 fake quantization; ``axes`` are reduced (all but the output-channel axes)."""
     scale = ops.maximum(ops.max(ops.abs(w), axis=axes, keepdims=True), 1e-12) / 127.0
     return _ste(w, ops.clip(ops.round(w / scale), -127.0, 127.0) * scale)
 
@@ -31,15 +31,6 @@ def quantize_weights_np(w: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """The same grid in numpy: the float weights LiteRT will reproduce exactly."""
     scale = np.maximum(np.max(np.abs(w), axis=axes, keepdims=True), 1e-12) / 127.0
     return (np.clip(np.round(w / scale), -127, 127) * scale).astype(np.float32)
-
-
-def weight_axes(layer: keras.layers.Layer, per_channel: bool) -> tuple[int, ...]:
-    rank = len(layer.kernel.shape)
-    if not per_channel:
-        return tuple(range(rank))
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return tuple(range(rank - 2))  # depthwise output channel c m + j is kernel[..., c, j]
-    return tuple(range(rank - 1))
 
 
 def fake_quant_activations(x: Any, lo: Any, hi: Any) -> Any:
@@ -80,63 +71,91 @@ class FakeQuant(keras.layers.Layer):
         return super().get_config() | {"momentum": self.momentum}
 
 
-class _QuantizedKernel:
-    """Mixin: the layer computes with fake-quantized kernels (``per_channel`` as LiteRT does)."""
+class QuantizedKernel:
+    """Mixin for a training copy whose kernel is fake-quantized (``axes``: reduced by the scale).
+
+    Subclasses compute with ``self.qkernel()`` where the base layer uses its kernel; the handler of
+    the base kind says which axes hold the output channels.
+    """
 
     per_channel: bool
+    quant_axes: tuple[int, ...]
 
     def qkernel(self) -> Any:
-        return fake_quant_weights(self.kernel, weight_axes(self, self.per_channel))  # type: ignore[arg-type]
+        return fake_quant_weights(self.kernel, self.quant_axes)  # type: ignore[attr-defined]
 
-    def _finish(self, outputs: Any, channels: int) -> Any:
+    def finish(self, outputs: Any, channels: int) -> Any:
         if self.use_bias:  # type: ignore[attr-defined]
-            outputs = ops.add(outputs, ops.reshape(self.bias, (1,) * (len(outputs.shape) - 1) + (channels,)))  # type: ignore[attr-defined]
+            shape = (1,) * (len(outputs.shape) - 1) + (channels,)
+            outputs = ops.add(outputs, ops.reshape(self.bias, shape))  # type: ignore[attr-defined]
         return self.activation(outputs) if self.activation is not None else outputs  # type: ignore[attr-defined]
 
     def get_config(self) -> dict[str, Any]:
-        return super().get_config() | {"per_channel": self.per_channel}  # type: ignore[misc]
+        return super().get_config() | {  # type: ignore[misc]
+            "per_channel": self.per_channel,
+            "quant_axes": list(self.quant_axes),
+        }
+
+
+def qat_init(layer: Any, per_channel: bool, quant_axes: Any) -> None:
+    layer.per_channel = per_channel
+    layer.quant_axes = tuple(quant_axes)
 
 
 @keras.saving.register_keras_serializable(package="edgeslim")
-class QATConv2D(_QuantizedKernel, keras.layers.Conv2D):
-    def __init__(self, *args: Any, per_channel: bool = True, **kwargs: Any) -> None:
+class QATDense(QuantizedKernel, keras.layers.Dense):
+    def __init__(self, *args: Any, per_channel: bool = True, quant_axes: Any = (0,), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.per_channel = per_channel
-
-    def call(self, inputs: Any) -> Any:
-        return self._finish(self.convolution_op(inputs, self.qkernel()), self.filters)
-
-
-@keras.saving.register_keras_serializable(package="edgeslim")
-class QATDepthwiseConv2D(_QuantizedKernel, keras.layers.DepthwiseConv2D):
-    def __init__(self, *args: Any, per_channel: bool = True, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.per_channel = per_channel
-
-    def call(self, inputs: Any) -> Any:
-        outputs = ops.depthwise_conv(
-            inputs,
-            self.qkernel(),
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            data_format=self.data_format,
-        )
-        return self._finish(outputs, int(self.kernel.shape[-2] * self.kernel.shape[-1]))
-
-
-@keras.saving.register_keras_serializable(package="edgeslim")
-class QATDense(_QuantizedKernel, keras.layers.Dense):
-    def __init__(self, *args: Any, per_channel: bool = True, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.per_channel = per_channel
+        qat_init(self, per_channel, quant_axes)
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        return self._finish(ops.matmul(inputs, self.qkernel()), self.units)
+        return self.finish(ops.matmul(inputs, self.qkernel()), self.units)
 
 
+def _conv_class(base: type) -> type:
+    class QATConv(QuantizedKernel, base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, per_channel: bool = True, quant_axes: Any = (), **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            qat_init(self, per_channel, quant_axes)
+
+        def call(self, inputs: Any) -> Any:
+            return self.finish(self.convolution_op(inputs, self.qkernel()), self.filters)
+
+    QATConv.__name__ = QATConv.__qualname__ = f"QAT{base.__name__}"
+    return keras.saving.register_keras_serializable(package="edgeslim")(QATConv)
+
+
+def _depthwise_class(base: type) -> type:
+    class QATDepthwise(QuantizedKernel, base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, per_channel: bool = True, quant_axes: Any = (), **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            qat_init(self, per_channel, quant_axes)
+
+        def call(self, inputs: Any) -> Any:
+            outputs = ops.depthwise_conv(
+                inputs,
+                self.qkernel(),
+                strides=self.strides,
+                padding=self.padding,
+                dilation_rate=self.dilation_rate,
+                data_format=self.data_format,
+            )
+            return self.finish(outputs, int(self.kernel.shape[-2] * self.kernel.shape[-1]))
+
+    QATDepthwise.__name__ = QATDepthwise.__qualname__ = f"QAT{base.__name__}"
+    return keras.saving.register_keras_serializable(package="edgeslim")(QATDepthwise)
+
+
+L = keras.layers
 QAT_CLASSES: dict[type, type] = {
-    keras.layers.Conv2D: QATConv2D,
-    keras.layers.DepthwiseConv2D: QATDepthwiseConv2D,
-    keras.layers.Dense: QATDense,
+    L.Dense: QATDense,
+    L.Conv1D: _conv_class(L.Conv1D),
+    L.Conv2D: _conv_class(L.Conv2D),
+    L.Conv3D: _conv_class(L.Conv3D),
+    L.DepthwiseConv1D: _depthwise_class(L.DepthwiseConv1D),
+    L.DepthwiseConv2D: _depthwise_class(L.DepthwiseConv2D),
 }
+
+
+def is_qat_layer(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, QuantizedKernel)
