@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -42,8 +43,9 @@ class ChannelAnalysis:
         self._index = {
             id(k): (name, i) for name, n in graph.nodes.items() for i, k in enumerate(n.keras_nodes)
         }
-        for name, node in graph.nodes.items():
-            self._visit(name, node, may_prune)
+        for knode in graph.operation_nodes():
+            name, call = self._index[id(knode)]
+            self._visit(name, graph.nodes[name], call, may_prune)
         for tensor in graph.functional.outputs:
             self._pin(self._ids_of(tensor), "reaches the model output")
 
@@ -101,64 +103,77 @@ class ChannelAnalysis:
         ids = self._call_out.get(key)
         return ids if ids is not None else np.full(_last_dim(tensor), FIXED)
 
-    def _visit(self, name: str, node, may_prune: Callable) -> None:  # noqa: ANN001 - a GraphNode
-        calls = node.call_shapes()
-        ins_per_call = [[self._ids_of(t) for t in k.input_tensors] for k in node.keras_nodes]
-        role, reason = node.handler.coupling(calls[0])
-        n_out = len(node.keras_nodes[0].outputs)
-        if n_out != 1 and role != STOP:
-            role, reason = STOP, "more than one output"
-        if role in (PRODUCER, DEPTHWISE, NORM, PASS, FLATTEN) and any(len(i) != 1 for i in ins_per_call):
-            role, reason = STOP, "unexpected inputs"
-        # A shared layer: every call must keep the same input channels.
-        shared_ok = (
-            node.calls == 1 or role == STOP or self._tie([i[0] for i in ins_per_call], f"shared {name}")
-        )
-        if not shared_ok:
-            role, reason = STOP, "its calls see different channel counts"
-        outs: list[np.ndarray] | None = None
-        if role == PRODUCER:
-            outs = self._producer(name, node, ins_per_call, may_prune)
-            if outs is None:
-                role, reason = STOP, "input features do not match the kernel"
-        elif role == DEPTHWISE:
-            m = node.handler.depth_multiplier()
-            outs = [np.repeat(ins[0], m) for ins in ins_per_call]
-        elif role in (NORM, PASS):
-            outs = [ins[0] for ins in ins_per_call]
-        elif role == FLATTEN:
-            outs = [
-                np.tile(ins[0], math.prod(int(d) for d in c.in_shape[1:-1]))
-                for ins, c in zip(ins_per_call, calls, strict=True)
-            ]
-        elif role == CONCAT:
-            outs = [np.concatenate(ins) for ins in ins_per_call]
-        elif role == MERGE:
-            if all(self._tie(ins, name) for ins in ins_per_call):
-                outs = [ins[0] for ins in ins_per_call]
-            else:
-                role, reason = STOP, "merged inputs broadcast along channels"
-        if outs is not None and any(
-            len(o) != _last_dim(k.outputs[0]) for o, k in zip(outs, node.keras_nodes, strict=True)
-        ):
-            role, reason, outs = STOP, "channel bookkeeping does not match the output shape", None
-        if role == STOP or outs is None:
-            for ins in ins_per_call:
-                for i in ins:
-                    self._pin(i, f"feeds {name} ({reason})")
+    def _visit(self, name: str, node, call: int, may_prune: Callable) -> None:  # noqa: ANN001 - a GraphNode
+        """One call of a layer, in graph order (a shared layer's later calls come after its inputs)."""
+        knode = node.keras_nodes[call]
+        shape = node.call_shapes()[call]
+        ins = [self._ids_of(t) for t in knode.input_tensors]
+        if call == 0:
+            role, reason = node.handler.coupling(shape)
+            if len(knode.outputs) != 1 and role != STOP:
+                role, reason = STOP, "more than one output"
+            if role in (PRODUCER, DEPTHWISE, NORM, PASS, FLATTEN) and len(ins) != 1:
+                role, reason = STOP, "unexpected inputs"
+            self.in_ids[name] = ins[0] if ins else np.array([], int)
+        else:  # a shared layer: every call must keep the same input channels as the first
+            role, reason = self.roles[name], self.blocked.get(name, "")
+            if role != STOP and not self._tie([self.in_ids[name], ins[0]], f"shared {name}"):
+                role, reason = self._block_shared(name, "its calls see different channel counts")
+        out = self._outputs(name, node, role, ins, shape, call, may_prune)
+        if out is not None and len(out) != _last_dim(knode.outputs[0]):
+            out = None
+            reason = "channel bookkeeping does not match the output shape"
+        if role == STOP or out is None:
+            for i in ins:
+                self._pin(i, f"feeds {name} ({reason or 'its inputs stay whole'})")
+            if call == 0 or role != STOP:
+                role, reason = (
+                    self._block_shared(name, reason or "its inputs stay whole") if call else (STOP, reason)
+                )
             self.blocked[name] = reason
-            outs = [np.full(_last_dim(k.outputs[0]), FIXED) for k in node.keras_nodes]
-            role = STOP
+            out = np.full(_last_dim(knode.outputs[0]), FIXED)
         self.roles[name] = role
-        self.in_ids[name] = ins_per_call[0][0] if ins_per_call and ins_per_call[0] else np.array([], int)
-        for i, out in enumerate(outs):
-            self._call_out[(name, i)] = out
-        self.out_ids[name] = outs[0]
+        self._call_out[(name, call)] = out
+        if call == 0:
+            self.out_ids[name] = out
 
-    def _producer(self, name: str, node, ins_per_call: list, may_prune: Callable) -> list[np.ndarray] | None:  # noqa: ANN001
+    def _outputs(
+        self,
+        name: str,
+        node,
+        role: str,
+        ins: list,
+        shape: Any,
+        call: int,
+        may_prune: Callable,  # noqa: ANN001
+    ) -> np.ndarray | None:
+        if role == PRODUCER:
+            if call > 0:
+                return self.producers.get(name)  # every call of a shared producer yields the same channels
+            return self._producer(name, node, ins, may_prune)
+        if role == DEPTHWISE:
+            return np.repeat(ins[0], node.handler.depth_multiplier())
+        if role in (NORM, PASS):
+            return ins[0]
+        if role == FLATTEN:
+            return np.tile(ins[0], math.prod(int(d) for d in shape.in_shape[1:-1]))
+        if role == CONCAT:
+            return np.concatenate(ins)
+        if role == MERGE and self._tie(ins, name):
+            return ins[0]
+        return None
+
+    def _block_shared(self, name: str, reason: str) -> tuple[str, str]:
+        """A later call found the layer cannot be rewritten: pin what its earlier calls already shared."""
+        self._pin(self.in_ids[name], f"feeds {name} ({reason})")
+        if name in self.producers:
+            self._pin(self.producers[name], f"{name}: {reason}")
+        return STOP, reason
+
+    def _producer(self, name: str, node, ins: list, may_prune: Callable) -> np.ndarray | None:  # noqa: ANN001
         handler = node.handler
         n_in = handler.in_channels()
-        if n_in is not None and (len(ins_per_call[0]) != 1 or len(ins_per_call[0][0]) != n_in):
+        if n_in is not None and (len(ins) != 1 or len(ins[0]) != n_in):
             return None
         out = self._new(name, int(handler.out_channels()))
         self.producers[name] = out
@@ -168,7 +183,7 @@ class ChannelAnalysis:
             self._pin(out, "softmax couples its units")
         elif not may_prune(node.layer):
             self._pin(out, "not selected")
-        return [out] * node.calls  # every call of a shared producer yields the same channels
+        return out
 
     # -- results -------------------------------------------------------------------------------
     def groups(self) -> dict[int, list[int]]:

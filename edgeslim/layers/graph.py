@@ -103,8 +103,9 @@ def flatten_nested(model: keras.Model) -> keras.Model:
             op = node.operation
             if isinstance(op, keras.Model):
                 flat_in = keras.tree.flatten((args, kwargs))
-                outputs = inline(functional_of(op), [t for t in flat_in if _is_tensor(t)], op.name)
-                outputs = keras.tree.pack_sequence_as(op._outputs_struct, outputs)
+                inner = functional_of(op)
+                outputs = inline(inner, [t for t in flat_in if _is_tensor(t)], op.name)
+                outputs = keras.tree.pack_sequence_as(inner._outputs_struct, outputs)
             else:
                 outputs = copy_of(op, prefix)(*args, **kwargs)
             for old, new in zip(node.outputs, keras.tree.flatten(outputs), strict=True):
@@ -159,6 +160,10 @@ class ModelGraph:
             for producer in node.producers:
                 if node.name not in self._consumers[producer]:
                     self._consumers[producer].append(node.name)
+
+    def operation_nodes(self) -> list[Any]:
+        """Every call of every layer (Keras nodes), in topological order."""
+        return _operation_nodes(self.functional)
 
     def layers(self) -> list[keras.layers.Layer]:
         return [node.layer for node in self.nodes.values()]
