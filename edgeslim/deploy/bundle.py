@@ -1,18 +1,23 @@
 """`edgeslim deploy RUN_DIR --target rpi|coral|mcu --out BUNDLE`.
 
 rpi/coral: the artifact, its sidecar, a requirements.txt with only the base package, a TensorFlow-free
-run.py and a README. mcu: the C package the export step wrote. The bundle is assembled in a temporary
-folder and renamed into place, so a failed deploy never leaves half a bundle.
+run.py and a README; coral adds the Edge TPU-compiled file when the export produced one. mcu: the C
+package the export step wrote. The bundle is assembled in a temporary folder and renamed into place,
+so a failed deploy never leaves half a bundle.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
+import textwrap
 from pathlib import Path
+from typing import Any
 
 from edgeslim import __version__
+from edgeslim.atomic import write_json
 from edgeslim.errors import EdgeslimError
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -60,14 +65,71 @@ def _python_bundle(
     if sidecar.is_file():
         shutil.copy2(sidecar, staging / sidecar.name)
     info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    # coral: run.py prefers the Edge TPU-compiled file under this name, shipped when the export made it.
+    edgetpu_name = f"{chosen.stem}_edgetpu.tflite" if target == "coral" else ""
+    compiled = _compiled_edgetpu_file(chosen, info) if target == "coral" else None
+    if compiled is not None:
+        shutil.copy2(compiled, staging / edgetpu_name)
+        write_json(staging / f"{edgetpu_name}.json", _compiled_sidecar(compiled, chosen, info, edgetpu_name))
     (staging / "requirements.txt").write_text(f"edgeslim=={__version__}\n")
-    run_py = (TEMPLATES / "run.py").read_text().replace("__MODEL_FILE__", chosen.name)
-    (staging / "run.py").write_text(run_py)
-    readme = (TEMPLATES / f"README.{target}.md").read_text()
-    readme = readme.replace("__MODEL_FILE__", chosen.name)
-    readme = readme.replace("__INPUT_SHAPE__", str((info.get("inputs") or [{}])[0].get("shape", "?")))
-    readme = readme.replace("__CLASSES__", ", ".join(info.get("class_names", [])) or "see the sidecar")
-    (staging / "README.md").write_text(readme)
+    values = {
+        "__MODEL_FILE__": chosen.name,
+        "__EDGETPU_FILE__": edgetpu_name,
+        "__EDGETPU_STATUS__": _edgetpu_status(chosen.name, edgetpu_name, compiled is not None),
+        "__INPUT_SHAPE__": str((info.get("inputs") or [{}])[0].get("shape", "?")),
+        "__CLASSES__": ", ".join(info.get("class_names", [])) or "see the sidecar",
+    }
+    (staging / "run.py").write_text(_fill((TEMPLATES / "run.py").read_text(), values))
+    (staging / "README.md").write_text(_fill((TEMPLATES / f"README.{target}.md").read_text(), values))
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    for placeholder, value in values.items():
+        template = template.replace(placeholder, value)
+    return template
+
+
+def _compiled_edgetpu_file(chosen: Path, info: dict[str, Any]) -> Path | None:
+    """The ``*_edgetpu.tflite`` edgetpu_compiler wrote beside ``chosen``, when its sidecar records one."""
+    compiler = (info.get("edgetpu") or {}).get("compiler") or {}
+    recorded = compiler.get("compiled_path")
+    if not recorded:
+        return None  # the export ran without edgetpu_compiler on PATH, or the compiler failed
+    compiled = chosen.parent / Path(recorded).name  # beside the artifact, wherever the run folder moved
+    if not compiled.is_file():
+        raise EdgeslimError(
+            f"{compiled}: missing, but the sidecar of {chosen.name} records it as the Edge TPU-compiled file",
+            "rerun the edgetpu export with edgetpu_compiler on PATH (delete exports/edgetpu/step.json first)",
+        )
+    return compiled
+
+
+def _compiled_sidecar(compiled: Path, source: Path, info: dict[str, Any], name: str) -> dict[str, Any]:
+    """The source's sidecar (same inputs, outputs, preprocessing, classes) describing the compiled bytes."""
+    sidecar = {key: value for key, value in info.items() if key != "verification"}  # that ran the CPU file
+    data = compiled.read_bytes()
+    sidecar.update(file=name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())  # vouches for it
+    sidecar.pop("gzip_bytes", None)
+    sidecar["compiled_from"] = {"file": source.name, "sha256": info.get("sha256")}
+    return sidecar
+
+
+def _edgetpu_status(model_file: str, edgetpu_file: str, shipped: bool) -> str:
+    if not edgetpu_file:
+        return ""
+    if shipped:
+        return textwrap.fill(
+            f"`{edgetpu_file}` is the model as `edgetpu_compiler` compiled it for the TPU (its sidecar "
+            f"beside it); `{model_file}` is the same model uncompiled, the CPU fallback.",
+            width=104,
+        )
+    prose = textwrap.fill(
+        f"This bundle has no `{edgetpu_file}`: the export ran without `edgetpu_compiler` on PATH. Compile "
+        "it on an x86-64 Linux machine with Coral's compiler and copy the result here; `run.py` uses it "
+        "when present:",
+        width=104,
+    )
+    return f"{prose}\n\n```bash\nedgetpu_compiler {model_file}        # writes {edgetpu_file}\n```"
 
 
 def _choose_artifact(export_dir: Path, suffixes: tuple[str, ...], artifact: str | None) -> Path:

@@ -15,6 +15,8 @@ from edgeslim.runtime.tflite_file import TFLiteModelInfo
 
 EDGETPU_OP = "edgetpu-custom-op"  # what edgetpu_compiler puts in place of the ops it maps
 _EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+EDGETPU_INSTALL = "sudo apt-get install libedgetpu1-std"
+EDGETPU_DOCS = "https://coral.ai/software/#debian-packages"
 
 
 class LiteRTModel(RuntimeModel):
@@ -53,12 +55,17 @@ class LiteRTModel(RuntimeModel):
         self._in_index = [d["index"] for d in in_details]
         self._out_index = [d["index"] for d in out_details]
         self._shapes = [tuple(int(v) for v in d["shape"]) for d in in_details]
+        # A fused LSTM keeps its state in variable tensors across invocations; every call here is a
+        # new batch of independent sequences, so the state starts from zero each time.
+        self._stateful = info.stateful
         super().__init__(
             path, [_spec(d) for d in in_details], [_spec(d) for d in out_details], sidecar, threads
         )
 
     def _invoke(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         interp = self._interp
+        if self._stateful:
+            interp.reset_all_variables()
         if len(feeds) == 1 and feeds[0].shape == self._shapes[0]:  # the per-sample path, kept lean
             interp.set_tensor(self._in_index[0], feeds[0])
             interp.invoke()
@@ -88,16 +95,30 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
 
 
 def _edgetpu_delegate(path: Path) -> Any:
+    import ctypes
+
     from ai_edge_litert.interpreter import load_delegate
 
     library = _EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
+    cpu_file = path.stem.removesuffix("_edgetpu") + path.suffix
+    try:
+        # Checked first: load_delegate on a missing library leaves a half-built Delegate whose __del__
+        # prints a traceback ("Exception ignored in Delegate.__del__") even when the error is handled.
+        ctypes.CDLL(library)
+    except OSError:
+        raise RuntimeModelError(
+            f"{path} is compiled for the Edge TPU, but the Edge TPU runtime {library} is not installed "
+            f"(install it with `{EDGETPU_INSTALL}`, from Coral's package repository {EDGETPU_DOCS})",
+            f"install it, or run the uncompiled {cpu_file} on the CPU",
+        ) from None
     try:
         return load_delegate(library)
     except (ValueError, OSError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__  # its message spans lines
         raise RuntimeModelError(
-            f"{path}: compiled for the Edge TPU, but its delegate {library} cannot be loaded ({exc})",
-            "install the Edge TPU runtime (libedgetpu1-std) and plug in the Coral device, "
-            "or run the uncompiled model_int8.tflite on the CPU",
+            f"{path} is compiled for the Edge TPU, but the Edge TPU delegate {library} cannot start "
+            f"({reason}): is the Coral device plugged in?",
+            f"plug it in, or run the uncompiled {cpu_file} on the CPU",
         ) from None
 
 
