@@ -18,7 +18,11 @@ def export_command(
         list[str] | None, typer.Option("--format", help="tflite or onnx (repeatable); default: the target's.")
     ] = None,
     quant: Annotated[
-        str | None, typer.Option(help="float32, float16, dynamic, int8 or int16x8; default: the target's.")
+        str | None,
+        typer.Option(
+            help="float32, float16, dynamic, int8 or int16x8; default: the recipe a quantize stage saved "
+            "in the model, where the target takes it, else the target's."
+        ),
     ] = None,
     dataset: Annotated[
         str, typer.Option(help="Calibration and test data: digits, mnist, fashion_mnist, npz.")
@@ -32,9 +36,21 @@ def export_command(
         typer.Option(help="mcu: cortex-m4, cortex-m7, nrf52840, esp32-s3, stm32l4r5, or a JSON file."),
     ] = None,
     calib_samples: Annotated[
-        int, typer.Option(help="Representative training samples for calibration.")
-    ] = 200,
-    io_dtype: Annotated[str, typer.Option(help="Full-int8 input/output type: int8 or uint8.")] = "int8",
+        int | None,
+        typer.Option(
+            help="Representative training samples for calibration (default: the model's recipe, else 200)."
+        ),
+    ] = None,
+    io_dtype: Annotated[
+        str | None,
+        typer.Option(help="Full-int8 input/output type: int8 or uint8 (default: the model's recipe)."),
+    ] = None,
+    per_channel: Annotated[
+        bool | None,
+        typer.Option(
+            "--per-channel/--per-tensor", help="int8 scales (default: the model's recipe, else per channel)."
+        ),
+    ] = None,
     calibration: Annotated[
         str, typer.Option(help="ONNX int8 calibration: minmax, entropy or percentile.")
     ] = ("minmax"),
@@ -47,6 +63,13 @@ def export_command(
     ] = None,
     unsafe_load: Annotated[
         bool, typer.Option(help="Allow a .keras model that carries code (Lambda).")
+    ] = False,
+    firmware: Annotated[
+        bool,
+        typer.Option(
+            help="mcu: build the C package into firmware and run it on an emulated Cortex-M (QEMU): "
+            "measured flash, arena and instructions."
+        ),
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
 ) -> None:
@@ -66,11 +89,13 @@ def export_command(
             board=board,
             calib_samples=calib_samples,
             io_dtype=io_dtype,
+            per_channel=per_channel,
             agreement_floor=floor,
             verify=verify,
             verify_samples=verify_samples,
             calibration=calibration,
             unsafe_load=unsafe_load,
+            firmware=firmware,
         )
     except ExportVerificationError as exc:
         _report(exc.artifacts, json_output)

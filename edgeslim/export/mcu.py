@@ -2,8 +2,9 @@
 
 Before anything is written: the minimum tensor arena (bisection on the TFLM interpreter) and the
 board fit (model bytes in flash, arena in RAM); a model that does not fit raises EdgeslimError.
-After verification in LiteRT: the same test set through TFLM itself, then the C package and its
-compile check.
+With the ``firmware`` option the arena and the fit come from the model built into firmware and run
+on an emulated Cortex-M instead (``mcu_firmware``). After verification in LiteRT: the same test set
+through TFLM itself, then the C package, its compile check and, with ``firmware``, its run as firmware.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 
 from edgeslim.errors import EdgeslimError
 from edgeslim.export.artifact import Artifact
-from edgeslim.export.boards import load_board
+from edgeslim.export.boards import Board, load_board
 from edgeslim.export.mcu_arena import ARENA_MARGIN, find_min_arena, recommended_arena
 from edgeslim.export.mcu_package import compile_check, ops_in_order, write_package
+from edgeslim.export.mcu_readme import readme_text
 from edgeslim.export.target import ExportContext, Plan, Target
 from edgeslim.export.verify import verify_artifact
 from edgeslim.runtime.tflite_file import read_tflite
@@ -33,31 +35,32 @@ class McuTarget(Target):
 
     def before_write(self, data: bytes, plan: Plan, context: ExportContext) -> dict[str, Any]:
         board = load_board(context.board)
-        arena = find_min_arena(data)
+        arena_host = find_min_arena(data)
+        firmware = None
+        if context.options.get("firmware"):
+            from edgeslim.export import mcu_firmware
+
+            firmware = mcu_firmware.measure(data, context)
+            arena = firmware.arena_min_bytes
+            fit = mcu_firmware.fit(board, firmware)
+        else:
+            arena = arena_host
+            fit = {
+                "basis": "estimate: model bytes in flash, kTensorArenaSize in RAM, after the board's reserve",
+                **board.fit(flash_needed=len(data), ram_needed=recommended_arena(arena)),
+            }
         arena_size = recommended_arena(arena)
-        fit = board.fit(flash_needed=len(data), ram_needed=arena_size)
         if not fit["fits"]:
-            problems = []
-            if not fit["flash_fits"]:
-                problems.append(
-                    f"flash: the model takes {len(data):,} B of {board.flash_available:,} B available"
-                )
-            if not fit["ram_fits"]:
-                problems.append(
-                    f"RAM: the tensor arena needs {arena_size:,} B ({arena:,} B minimum + "
-                    f"{ARENA_MARGIN:.0%}) of {board.ram_available:,} B available"
-                )
-            raise EdgeslimError(
-                f"the model does not fit board {board.name} ({board.description}): " + "; ".join(problems),
-                "shrink it (edgeslim compress: prune, lowrank, separable), or choose a larger board, "
-                "e.g. --board stm32l4r5 (640 KB RAM, 2 MB flash)",
-            )
+            _refuse(board, fit, arena, arena_size, firmware is not None)
         return {
             "mcu": {
                 "arena_bytes": arena,
+                "arena_source": "firmware" if firmware else "host",
+                "arena_host_bytes": arena_host,
                 "arena_margin": ARENA_MARGIN,
                 "arena_size": arena_size,
-                "flash_bytes": len(data),
+                "flash_bytes": fit["flash_bytes"],
+                "ram_needed_bytes": fit["ram_needed"],
                 "board": board.name,
                 "board_description": board.description,
                 "ram_bytes": board.ram_bytes,
@@ -66,9 +69,11 @@ class McuTarget(Target):
                 "flash_board_bytes": board.flash_bytes,
                 "flash_reserved_bytes": board.flash_reserved_bytes,
                 "flash_available": board.flash_available,
+                "fit": fit,
                 "fits": True,
                 "ops": ops_in_order(read_tflite(data, "mcu export").op_names()),
                 "c_package_dir": None,
+                "firmware": firmware.to_dict() if firmware else None,
             }
         }
 
@@ -93,6 +98,44 @@ class McuTarget(Target):
                 f"the generated C package in {package_dir} does not compile: {check.get('reason')}",
                 "this is a bug in edgeslim; please report it with the model",
             )
+        if context.options.get("firmware"):
+            from edgeslim.atomic import write_text
+            from edgeslim.export import mcu_firmware
+
+            shipped = mcu_firmware.run_shipped(
+                data, package_dir, context, recommended_arena(mcu["arena_host_bytes"])
+            )
+            mcu["firmware"] = {**shipped, "measured_before_write": mcu["firmware"]}
+            if verification is not None:
+                verification["firmware"] = shipped["interpreter_agreement"]
+                verification["passed"] = bool(
+                    verification["passed"] and shipped["interpreter_agreement"]["passed"]
+                )
+            write_text(package_dir / "README.md", readme_text(artifact.path.name, artifact.sidecar))
+
+
+def _refuse(board: Board, fit: dict[str, Any], arena: int, arena_size: int, measured: bool) -> None:
+    problems = []
+    if not fit["flash_fits"]:
+        what = "the firmware takes" if measured else "the model takes"
+        problems.append(f"flash: {what} {fit['flash_bytes']:,} B of {fit['flash_available']:,} B available")
+    if not fit["ram_fits"]:
+        if measured:
+            problems.append(
+                f"RAM: the firmware needs {fit['ram_needed']:,} B (the tensor arena {arena_size:,} B = "
+                f"{arena:,} B measured on the target + {ARENA_MARGIN:.0%}, data, bss and stack) of "
+                f"{fit['ram_available']:,} B"
+            )
+        else:
+            problems.append(
+                f"RAM: the tensor arena needs {arena_size:,} B ({arena:,} B minimum + "
+                f"{ARENA_MARGIN:.0%}) of {fit['ram_available']:,} B available"
+            )
+    raise EdgeslimError(
+        f"the model does not fit board {board.name} ({board.description}): " + "; ".join(problems),
+        "shrink it (edgeslim compress: prune, lowrank, separable), or choose a larger board, "
+        "e.g. --board stm32l4r5 (640 KB RAM, 2 MB flash)",
+    )
 
 
 TARGET = McuTarget()

@@ -37,14 +37,18 @@ def fnv1a32(data: bytes) -> int:
 
 def write_package(out_dir: Path, data: bytes, tflite_name: str, sidecar: dict[str, Any]) -> list[Path]:
     """Write the four files into ``out_dir``; return their paths."""
-    mcu = sidecar["mcu"]
-    ops = mcu["ops"]
-    header = _header(tflite_name, sidecar)
+    return [
+        *write_sources(out_dir, data, tflite_name, sidecar),
+        write_text(out_dir / "README.md", readme_text(tflite_name, sidecar)),
+    ]
+
+
+def write_sources(out_dir: Path, data: bytes, tflite_name: str, sidecar: dict[str, Any]) -> list[Path]:
+    """The three C/C++ files alone (the firmware harness builds them for a bare .tflite too)."""
     files = {
-        "model_data.h": header,
+        "model_data.h": _header(tflite_name, sidecar),
         "model_data.cc": _source(data, tflite_name, sidecar["sha256"]),
-        "model_ops.h": _resolver(ops, tflite_name),
-        "README.md": readme_text(tflite_name, sidecar),
+        "model_ops.h": _resolver(sidecar["mcu"]["ops"], tflite_name),
     }
     return [write_text(out_dir / name, text) for name, text in files.items()]
 
@@ -63,7 +67,8 @@ def _header(tflite_name: str, sidecar: dict[str, Any]) -> str:
 extern const unsigned char g_model_data[];
 extern const unsigned int g_model_data_len;
 
-// Tensor arena: the measured minimum ({mcu["arena_bytes"]} bytes) plus a {mcu["arena_margin"]:.0%} margin.
+// Tensor arena: the minimum measured {_arena_where(mcu)} ({mcu["arena_bytes"]} bytes)
+// plus a {mcu["arena_margin"]:.0%} margin.
 // Declare it as: alignas(16) static uint8_t tensor_arena[kTensorArenaSize];
 constexpr size_t kTensorArenaSize = {mcu["arena_size"]};
 constexpr size_t kTensorArenaMinimum = {mcu["arena_bytes"]};
@@ -82,6 +87,13 @@ constexpr int kOutputCount = {int(out["shape"][-1])};
 
 #endif  // EDGESLIM_MODEL_DATA_H_
 """
+
+
+def _arena_where(mcu: dict[str, Any]) -> str:
+    firmware = mcu.get("firmware")
+    if mcu.get("arena_source") == "firmware" and firmware:
+        return f"on the target, {firmware['cpu']} on {firmware['machine']},"
+    return "by TFLite Micro on the 64-bit host"
 
 
 def _float(value: Any) -> str:

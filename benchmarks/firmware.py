@@ -1,0 +1,223 @@
+"""The mcu artifact as firmware on an emulated Cortex-M4: mnistnet3 post-training int8 and the compressed
+chain, with the firmware's own figures beside the host-side estimates they replace.
+
+    python benchmarks/firmware.py          # writes its section of benchmarks/RESULTS.md
+
+Each model is exported by ``edgeslim.export`` for target mcu with ``firmware=True`` (board stm32l4r5,
+the MLPerf Tiny reference): the C package, as it ships, is linked with TFLite Micro (reference kernels,
+built once from the pinned sources) and run on QEMU's mps2-an386 (Cortex-M4) on the first test
+samples. Host-side estimates, as the export computes them without the firmware: arena = bisection in
+TFLite Micro's Python interpreter on the 64-bit host + 25 %; flash = model bytes + the board's 128 KB
+reserve; RAM = that arena + the board's 16 KB reserve. Timings are medians of ``run_firmware`` on the
+bytes (compile, two links, two emulated runs of one inference) with the library cached.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baseline import CACHE, REPO, mnist, trained_mnistnet3  # noqa: E402
+from results import markdown_table, update_section  # noqa: E402
+
+BOARD = "stm32l4r5"
+SAMPLES = 32  # test samples run as firmware and compared with TFLite Micro's Python interpreter
+REPEATS = 3
+CHAIN_CACHE = CACHE / "firmware_chain.keras"
+
+
+def compressed_chain(base, data):
+    """The chain of benchmarks/compress_mnist.py (prune structured, lowrank, separable, int8 QAT); cached."""
+    from compress_mnist import CHAIN
+
+    from edgeslim.compress import parse_stage_spec
+    from edgeslim.modelio import load_keras_model, save_keras_model
+    from edgeslim.train.finetune import FinetuneConfig, finetune
+
+    recipe_path = CHAIN_CACHE.with_suffix(".json")
+    if CHAIN_CACHE.exists() and recipe_path.exists():
+        return load_keras_model(CHAIN_CACHE), json.loads(recipe_path.read_text())
+    current, recipe = base, None
+    for spec, epochs in CHAIN:
+        result = parse_stage_spec(spec).run(
+            current, data, FinetuneConfig(epochs=epochs), teacher=base, finetuner=finetune
+        )
+        current, recipe = result.model, result.record.quantization or recipe
+        print(f"  chain: {spec}", flush=True)
+    save_keras_model(current, CHAIN_CACHE)
+    recipe_path.write_text(json.dumps(recipe))
+    return current, recipe
+
+
+def measure(label: str, model, data, quant, out: Path) -> dict:
+    from edgeslim.export import export_model
+    from edgeslim.export.firmware import cached_library, run_firmware
+    from edgeslim.export.mcu_arena import recommended_arena
+
+    started = time.perf_counter()
+    (artifact,) = export_model(
+        model,
+        data,
+        "mcu",
+        out_dir=out / label,
+        board=BOARD,
+        quant=quant,
+        calib_samples=500,
+        firmware=True,
+        firmware_samples=SAMPLES,
+        strict=False,
+    )
+    export_s = time.perf_counter() - started
+    mcu, sidecar = artifact.sidecar["mcu"], artifact.sidecar
+    fw = mcu["firmware"]
+    timings = [run_firmware(artifact.path, BOARD, data.x_test[:1]) for _ in range(REPEATS)]
+    library = cached_library(fw["cpu"])
+    host_arena = recommended_arena(mcu["arena_host_bytes"])
+    return {
+        "label": label,
+        "model_bytes": sidecar["bytes"],
+        "litert_accuracy": sidecar["verification"]["accuracy"],
+        "tflm_accuracy": sidecar["verification"]["tflm"]["accuracy"],
+        "firmware_accuracy": fw["accuracy"],
+        "agreement": fw["interpreter_agreement"],
+        "estimate": {
+            "arena_min": mcu["arena_host_bytes"],
+            "arena_size": host_arena,
+            "flash": sidecar["bytes"] + mcu["flash_reserved_bytes"],
+            "ram": host_arena + mcu["ram_reserved_bytes"],
+        },
+        "firmware": fw,
+        "arena_size": mcu["arena_size"],
+        "ram_needed": mcu["ram_needed_bytes"],
+        "fits": mcu["fits"],
+        "export_seconds": export_s,
+        "build_seconds": statistics.median(t.build_seconds for t in timings),
+        "run_seconds": statistics.median(t.run_seconds for t in timings),
+        "library_build_seconds": library.info["build_seconds"] if library else None,
+    }
+
+
+def report(rows: list[dict]) -> str:
+    def kib(n: int) -> str:
+        return f"{n:,} B"
+
+    def ratio(measured: int, estimate: int) -> str:
+        return f"{measured / estimate:.2f}"
+
+    header = ["figure"]
+    for r in rows:
+        header += [f"{r['label']}: host estimate", "firmware", "ratio"]
+    lines = [
+        ("flash (text + data)", "flash", lambda fw: fw["flash_bytes"]),
+        ("arena minimum", "arena_min", lambda fw: fw["arena_min_bytes"]),
+        ("kTensorArenaSize (minimum + 25 %)", "arena_size", None),
+        ("RAM (data + bss + stack)", "ram", None),
+    ]
+    body = []
+    for name, key, pick in lines:
+        row = [name]
+        for r in rows:
+            fw = r["firmware"]
+            measured = pick(fw) if pick else (r["arena_size"] if key == "arena_size" else r["ram_needed"])
+            row += [kib(r["estimate"][key]), kib(measured), ratio(measured, r["estimate"][key])]
+        body.append(row)
+    extra = [
+        ("of the flash: model array", lambda r: kib(r["firmware"]["model_bytes"])),
+        (
+            "of the flash: TFLite Micro runtime and kernels",
+            lambda r: kib(r["firmware"]["runtime_text_bytes"]),
+        ),
+        ("of the flash: C/C++ libraries, start-up, harness", lambda r: kib(_rest(r["firmware"]))),
+        ("stack high-water mark", lambda r: kib(r["firmware"]["stack_used_bytes"])),
+        (
+            "instructions per inference (QEMU -icount)",
+            lambda r: f"{r['firmware']['instructions_per_inference']:,}",
+        ),
+        ("outputs equal to the Python interpreter", lambda r: _agreement(r)),
+        (f"accuracy: LiteRT / TFLM (2,000) / firmware ({SAMPLES})", lambda r: _accuracies(r)),
+        ("fits board stm32l4r5 (firmware figures)", lambda r: "yes" if r["fits"] else "**no**"),
+    ]
+    for name, cell in extra:
+        row = [name]
+        for r in rows:
+            row += ["", cell(r), ""]
+        body.append(row)
+    table = markdown_table(header, body)
+    times = markdown_table(
+        ["model", "export with firmware (s)", "firmware build (s, median)", "emulated run (s, median)"],
+        [
+            [r["label"], f"{r['export_seconds']:.0f}", f"{r['build_seconds']:.1f}", f"{r['run_seconds']:.1f}"]
+            for r in rows
+        ],
+    )
+    library_s = rows[0]["library_build_seconds"]
+    fw = rows[0]["firmware"]
+    return f"""## Firmware on an emulated Cortex-M4 (`benchmarks/firmware.py`)
+
+mnistnet3 trained on the fixed MNIST split, exported for target mcu (board {BOARD}) as post-training
+int8, and the compressed chain of `benchmarks/compress_mnist.py` (structured prune, lowrank,
+separable, int8 QAT). With `firmware=True` the C package, as it ships, is linked with TFLite Micro
+(reference kernels, `{fw["compiler"]}`, `-mcpu={fw["cpu"]}`, soft float, -Os) and run on QEMU's
+{fw["machine"]} on the first {SAMPLES} test samples. Host estimates are what the export records
+without the firmware: the arena found by bisection in the Python interpreter on this 64-bit host
++ 25 %, the model bytes + the board's 128 KB flash reserve, that arena + its 16 KB RAM reserve.
+
+{table}
+
+Time, with TFLite Micro cached (built once in {library_s:.0f} s on this shared 2-core machine, `-j2`):
+
+{times}
+
+The target's arena is smaller than the host's by the interpreter's bookkeeping (tensor structs
+and pointers, half as wide on a 32-bit core): a few per cent here, where activations dominate, about
+20 % for the default pipeline's small digits model (5,816 B against 7,224 B). The flash estimate's
+128 KB reserve stood for the runtime, which measures about 30 KB with the kernels these models use
+(no printf: the harness reports through semihosting). The instruction count is QEMU's count of
+executed instructions (`-icount shift=0`, calibrated against a loop of known length), not cycles: a
+Cortex-M4 takes one or more cycles per instruction, and optimized kernels (CMSIS-NN) execute far
+fewer than these reference kernels. The firmware's accuracy is on 32 samples only.
+"""
+
+
+def _rest(fw: dict) -> int:
+    return fw["flash_bytes"] - fw["model_bytes"] - fw["runtime_text_bytes"]
+
+
+def _agreement(r: dict) -> str:
+    a = r["agreement"]
+    return f"{a['identical']:.0%} of {a['samples']} byte for byte (max {a['max_diff_steps']} steps)"
+
+
+def _accuracies(r: dict) -> str:
+    return f"{r['litert_accuracy']:.2%} / {r['tflm_accuracy']:.2%} / {r['firmware_accuracy']:.2%}"
+
+
+def main() -> None:
+    from edgeslim.export.firmware import firmware_available
+
+    ok, why = firmware_available(BOARD)
+    if not ok:
+        sys.exit(f"cannot run the firmware here: {why}")
+    data = mnist()
+    base, _ = trained_mnistnet3()
+    chain, recipe = compressed_chain(base, data)
+    out = Path(tempfile.mkdtemp(prefix="firmware_bench_"))
+    rows = []
+    for label, model, quant in (("mnistnet3 int8", base, "int8"), ("compressed chain", chain, recipe)):
+        started = time.perf_counter()
+        rows.append(measure(label, model, data, quant, out))
+        print(f"{label}: {time.perf_counter() - started:.0f} s", json.dumps(rows[-1], default=str)[:600])
+    (CACHE / "firmware.json").write_text(json.dumps(rows, indent=2, default=str))
+    update_section("firmware", report(rows))
+    print("wrote benchmarks/RESULTS.md")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()

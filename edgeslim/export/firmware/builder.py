@@ -1,0 +1,148 @@
+"""Compile and link the harness with a C package and the cached TFLite Micro library.
+
+The harness sources, linker script and start-up code ship inside this package (``harness/``). The C
+package is compiled as it is, with the flags the library was built with (the same TF_LITE_STATIC_MEMORY
+layout of TfLiteTensor, the same float ABI), and with -Werror so a warning in it fails the build.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from edgeslim.errors import EdgeslimError
+from edgeslim.export.firmware.library import TflmLibrary
+from edgeslim.export.firmware.machines import Machine
+from edgeslim.export.firmware.mapfile import split_sizes
+from edgeslim.export.firmware.toolchain import Toolchain
+
+HARNESS_FILES = ("main.cc", "startup.c", "arena.cc", "semihost.h", "mps2.ld")
+HARNESS_OBJECTS = frozenset({"main.o", "startup.o", "arena.o"})
+COMPILE_TIMEOUT_S = 900
+# The linker's words when the program outgrows the linker script's memory (mps2.ld).
+TOO_BIG = ("overflowed by", "will not fit in region", "leaves no room for the stack")
+
+
+def target_flags(machine: Machine) -> list[str]:
+    # TFLite Micro's cortex_m_qemu target: soft float (the library's ABI), unsigned char.
+    return [f"-mcpu={machine.cpu}", "-mthumb", "-mfloat-abi=soft", "-funsigned-char", "-mlittle-endian"]
+
+
+COMMON_FLAGS = [
+    "-Os",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-fno-unwind-tables",
+    "-fno-asynchronous-unwind-tables",
+    "-DTF_LITE_STATIC_MEMORY",
+    "-DTF_LITE_STRIP_ERROR_STRINGS",
+    "-DNDEBUG",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+]
+CXX_FLAGS = ["-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics"]
+
+
+class FirmwareBuildError(RuntimeError):
+    """The compiler or linker refused: a bug in the harness or the generated package, with its message."""
+
+
+@dataclass(frozen=True)
+class Linked:
+    elf: Path
+    text: int
+    data: int
+    bss: int
+    split: dict[str, dict[str, int]]
+
+
+class FirmwareBuilder:
+    """Compiles the objects once in ``folder``; ``link`` can then be called for several arena sizes."""
+
+    def __init__(self, toolchain: Toolchain, library: TflmLibrary, machine: Machine, folder: Path) -> None:
+        self.toolchain, self.library, self.machine, self.folder = toolchain, library, machine, folder
+        self.harness = folder / "harness"
+        self.harness.mkdir(parents=True, exist_ok=True)
+        source = resources.files("edgeslim.export.firmware") / "harness"
+        for name in HARNESS_FILES:
+            (self.harness / name).write_bytes((source / name).read_bytes())
+
+    @property
+    def flags(self) -> list[str]:
+        return [*target_flags(self.machine), *COMMON_FLAGS]
+
+    def includes(self, package_dir: Path) -> list[str]:
+        # The library's headers as system headers: their own warnings are not the package's.
+        return [f"-I{package_dir}", f"-I{self.harness}", *(f"-isystem{d}" for d in self.library.include_dirs)]
+
+    def compile(self, package_dir: Path, jobs: int = 2) -> list[Path]:
+        """startup.o, main.o and model_data.o, ``jobs`` at a time (the arena is compiled per link)."""
+        units = [
+            (self.toolchain.gcc, self.harness / "startup.c", ["-std=c11"]),
+            (self.toolchain.gxx, self.harness / "main.cc", CXX_FLAGS),
+            (self.toolchain.gxx, package_dir / "model_data.cc", CXX_FLAGS),
+        ]
+        commands = [
+            [compiler, *self.flags, *extra, *self.includes(package_dir), "-c", str(source), "-o", str(obj)]
+            for compiler, source, extra in units
+            for obj in [self.folder / f"{source.stem}.o"]
+        ]
+        # Threads only wait on the compiler processes; main.cc (TFLite Micro's headers) takes longest.
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            list(pool.map(self._run, commands))
+        return [Path(cmd[-1]) for cmd in commands]
+
+    def link(self, objects: list[Path], package_dir: Path, arena_bytes: int | None, name: str) -> Linked:
+        """Link with an arena of ``arena_bytes``, or None: the package's own kTensorArenaSize."""
+        arena_obj = self.folder / "arena.o"
+        define = [] if arena_bytes is None else [f"-DEDGESLIM_ARENA_SIZE={arena_bytes}"]
+        arena_cmd = [self.toolchain.gxx, *self.flags, *CXX_FLAGS, *define, *self.includes(package_dir)]
+        self._run([*arena_cmd, "-c", str(self.harness / "arena.cc"), "-o", str(arena_obj)])
+        elf, map_file = self.folder / f"{name}.elf", self.folder / f"{name}.map"
+        self._run(
+            [
+                self.toolchain.gxx,
+                *target_flags(self.machine),
+                "-nostartfiles",
+                "--specs=nano.specs",
+                "--specs=nosys.specs",
+                f"-T{self.harness / self.machine.linker_script}",
+                "-Wl,--gc-sections",
+                f"-Wl,-Map={map_file}",
+                *(str(o) for o in objects),
+                str(arena_obj),
+                str(self.library.archive),
+                "-lm",
+                "-o",
+                str(elf),
+            ]
+        )
+        text, data, bss = self.sizes(elf)
+        return Linked(elf, text, data, bss, split_sizes(map_file, HARNESS_OBJECTS))
+
+    def sizes(self, elf: Path) -> tuple[int, int, int]:
+        out = self._run([self.toolchain.size, "--format=berkeley", str(elf)])
+        text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
+        return text, data, bss
+
+    def _run(self, cmd: list[str]) -> str:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, cwd=self.folder)
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+            if any(words in line for line in lines for words in TOO_BIG):
+                flash_mb, ram_mb = self.machine.flash_bytes // 2**20, self.machine.ram_bytes // 2**20
+                raise EdgeslimError(
+                    f"the firmware does not fit the emulated board {self.machine.machine} "
+                    f"({flash_mb} MB of flash, {ram_mb} MB of RAM)",
+                    "shrink the model (edgeslim compress); no microcontroller board has more",
+                )
+            raise FirmwareBuildError(f"{Path(cmd[0]).name} failed: {' | '.join(lines[-6:])[:1500]}")
+        return done.stdout
+
+
+def compiler_version(toolchain: Toolchain) -> str:
+    return f"{Path(toolchain.gxx).name} {toolchain.gcc_version}"

@@ -1,0 +1,85 @@
+// Reset and fault handling for the harness on QEMU's MPS2 boards (Cortex-M4 / Cortex-M7).
+// Linked with -nostartfiles: this file is the whole C runtime start-up, so nothing hides in crt0.
+#include <stdint.h>
+
+#include "semihost.h"
+
+extern uint32_t __data_load__[], __data_start__[], __data_end__[];
+extern uint32_t __bss_start__[], __bss_end__[];
+extern uint32_t __stack_top__[], __stack_limit__[];
+extern void (*__preinit_array_start[])(void);
+extern void (*__preinit_array_end[])(void);
+extern void (*__init_array_start[])(void);
+extern void (*__init_array_end[])(void);
+
+int main(void);
+void SysTick_Handler(void);  // the harness counts SysTick wraps (main.cc)
+void edgeslim_report_fault(uint32_t cfsr, uint32_t hfsr, uint32_t address);
+
+// Static C++ objects register their destructors against this handle; they never run here.
+void* __dso_handle = 0;
+
+#define STACK_PAINT 0x5AC3A55Cu
+#define REG(addr) (*(volatile uint32_t*)(addr))
+
+// Flash is RAM on these boards; an MPU region makes it read-only as on a real part, so a stray
+// write (a null pointer) faults instead of silently corrupting the model or the vector table.
+static void protect_flash(void) {
+  REG(0xE000ED98) = 0;                 // MPU_RNR: region 0
+  REG(0xE000ED9C) = 0x00000000;        // MPU_RBAR: base 0
+  REG(0xE000EDA0) = (6u << 24)         // AP: read-only, privileged and unprivileged
+                    | (1u << 17)       // C: normal, cacheable
+                    | (21u << 1)       // SIZE: 2^(21+1) = 4 MB
+                    | 1u;              // ENABLE
+  REG(0xE000ED94) = (1u << 2) | 1u;    // MPU_CTRL: PRIVDEFENA (default map elsewhere), ENABLE
+  REG(0xE000ED24) |= (1u << 16);       // SHCSR: MemManage faults get their own handler
+  __asm__ volatile("dsb\n\tisb" ::: "memory");
+}
+
+// Fill the unused stack with a pattern; edgeslim_stack_used() finds the deepest word overwritten.
+static void paint_stack(void) {
+  uint32_t* sp;
+  __asm__ volatile("mov %0, sp" : "=r"(sp));
+  uint32_t* p = __stack_limit__;
+  uint32_t* stop = sp - 16;  // leave this frame alone
+  while (p < stop) *p++ = STACK_PAINT;
+}
+
+uint32_t edgeslim_stack_used(void) {
+  const uint32_t* p = __stack_limit__;
+  while (p < __stack_top__ && *p == STACK_PAINT) ++p;
+  return (uint32_t)((uintptr_t)__stack_top__ - (uintptr_t)p);
+}
+
+void Reset_Handler(void) {
+  for (uint32_t *src = __data_load__, *dst = __data_start__; dst < __data_end__;) *dst++ = *src++;
+  for (uint32_t* dst = __bss_start__; dst < __bss_end__;) *dst++ = 0;
+  paint_stack();
+  protect_flash();
+  for (void (**f)(void) = __preinit_array_start; f < __preinit_array_end; ++f) (*f)();
+  for (void (**f)(void) = __init_array_start; f < __init_array_end; ++f) (*f)();
+  semihost_exit(main() == 0);
+}
+
+void Fault_Handler(void) {
+  edgeslim_report_fault(REG(0xE000ED28), REG(0xE000ED2C), REG(0xE000ED38));  // CFSR, HFSR, BFAR
+  semihost_exit(0);
+}
+
+void Default_Handler(void) { Fault_Handler(); }
+
+__attribute__((section(".isr_vector"), used)) void (*const g_vector_table[16])(void) = {
+    (void (*)(void))__stack_top__,
+    Reset_Handler,
+    Default_Handler,  // NMI
+    Fault_Handler,    // HardFault
+    Fault_Handler,    // MemManage
+    Fault_Handler,    // BusFault
+    Fault_Handler,    // UsageFault
+    0, 0, 0, 0,
+    Default_Handler,  // SVCall
+    Default_Handler,  // DebugMonitor
+    0,
+    Default_Handler,  // PendSV
+    SysTick_Handler,
+};

@@ -1,0 +1,64 @@
+"""The mcu target's ``firmware`` option: the C package built into firmware and measured on the board.
+
+Before anything is written, the ``.tflite`` bytes run as firmware once (``run_firmware`` with the
+arena margin): the arena TFLite Micro needs on the 32-bit target, and the flash and RAM of a whole
+firmware linked with that arena plus the margin. The board fit uses these figures, against the
+board's whole flash and RAM: the firmware already holds the runtime, the C library, the model, the
+arena and the measured stack, so only the application is left for the rest.
+
+After verification, the C package as it ships runs as firmware on the test samples; its outputs are
+compared with TFLite Micro's Python interpreter, byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeslim.export.boards import Board
+from edgeslim.export.firmware import FirmwareResult, raw_inputs, run_firmware
+from edgeslim.export.firmware.agreement import compare, interpreter_outputs
+from edgeslim.export.target import ExportContext
+from edgeslim.runtime.tflite_file import read_tflite
+
+FIRMWARE_SAMPLES = 32  # test samples run on the emulated board (all of them for byte-for-byte agreement)
+BASIS = (
+    "firmware: text + data of the whole firmware in flash; data + bss (the arena at kTensorArenaSize) + "
+    "the measured stack in RAM; compared with the board's whole flash and RAM"
+)
+
+
+def measure(data: bytes, context: ExportContext) -> FirmwareResult:
+    """The firmware run before writing: one test sample, the arena found on the target plus the margin."""
+    from edgeslim.export.mcu_arena import ARENA_MARGIN
+
+    return run_firmware(
+        data, context.board or "cortex-m4", context.dataset.x_test[:1], arena_margin=ARENA_MARGIN
+    )
+
+
+def fit(board: Board, result: FirmwareResult) -> dict[str, Any]:
+    """The board fit on measured figures; the board's reserve stood for what the firmware now measures."""
+    whole = replace(board, ram_reserved_bytes=0, flash_reserved_bytes=0)
+    checked = whole.fit(
+        flash_needed=result.flash_bytes, ram_needed=result.ram_bytes + result.stack_used_bytes
+    )
+    return {"basis": BASIS, **checked}
+
+
+def run_shipped(data: bytes, package_dir: Path, context: ExportContext, arena_host: int) -> dict[str, Any]:
+    """The C package as written, on the test samples; outputs checked against the Python interpreter."""
+    samples = int(context.options.get("firmware_samples") or FIRMWARE_SAMPLES)
+    x, y = context.dataset.x_test[:samples], np.asarray(context.dataset.y_test[:samples])
+    result = run_firmware(data, context.board or "cortex-m4", x, package_dir=package_dir)
+    raw = raw_inputs(read_tflite(data, "mcu export"), x)
+    assert raw is not None
+    reference = interpreter_outputs(data, raw, arena_host)
+    agreement = compare(result.outputs, reference)
+    n = len(result.outputs)
+    accuracy = float((result.outputs.reshape(n, -1).argmax(axis=1) == y).mean())
+    agreement["passed"] = agreement["argmax_agreement"] >= context.floor
+    return {**result.to_dict(), "accuracy": accuracy, "interpreter_agreement": agreement}

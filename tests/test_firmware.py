@@ -1,0 +1,227 @@
+"""The mcu artifact as firmware: TFLite Micro for a Cortex-M4, run on QEMU's mps2-an386 board.
+
+The figures come from the programs the tests build and run; the tests check how they relate (the
+flash split adds up, the target's arena is the smallest that allocates and is below the 64-bit
+host's, outputs equal TFLite Micro's Python interpreter byte for byte). Tests that build firmware skip
+with the reason where the cross compiler, QEMU or the pinned TFLite Micro sources are missing. They
+assume the library was built ahead (python -m edgeslim.export.firmware build); if not, the first one
+builds it (minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from edgeslim.errors import EdgeslimError
+from edgeslim.export import export_model
+from edgeslim.export.firmware import (
+    FirmwareResult,
+    cached_library,
+    firmware_available,
+    raw_inputs,
+    run_firmware,
+)
+from edgeslim.export.firmware.agreement import interpreter_outputs
+from edgeslim.export.mcu_arena import recommended_arena
+from edgeslim.runtime.tflite_file import read_tflite
+
+AVAILABLE, WHY = firmware_available("cortex-m4")
+needs_firmware = pytest.mark.skipif(not AVAILABLE, reason=f"no firmware toolchain: {WHY}")
+SAMPLES = 12
+
+
+@pytest.fixture(scope="module")
+def fw_artifact(digits_model, digits, tmp_path_factory):
+    pytest.importorskip("tflite_micro", reason="the mcu target needs the mcu extra (tflite-micro)")
+    if not AVAILABLE:
+        pytest.skip(f"no firmware toolchain: {WHY}")
+    out = tmp_path_factory.mktemp("firmware")
+    [artifact] = export_model(
+        digits_model,
+        digits,
+        "mcu",
+        out_dir=out,
+        board="cortex-m4",
+        calib_samples=32,
+        verify_samples=120,
+        firmware=True,
+        firmware_samples=SAMPLES,
+    )
+    return artifact
+
+
+@needs_firmware
+def test_firmware_outputs_equal_the_interpreter(fw_artifact, digits):
+    fw = fw_artifact.sidecar["mcu"]["firmware"]
+    assert fw["machine"] == "mps2-an386" and fw["cpu"] == "cortex-m4" and fw["samples"] == SAMPLES
+    agreement = fw["interpreter_agreement"]
+    assert agreement["identical"] == 1.0 and agreement["max_diff_steps"] == 0  # same reference kernels
+    assert fw_artifact.sidecar["verification"]["firmware"]["passed"] and fw_artifact.passed
+    tflm = fw_artifact.sidecar["verification"]["tflm"]
+    assert abs(fw["accuracy"] - tflm["accuracy"]) <= 0.2  # 12 samples vs 120: the same model, roughly
+
+
+@needs_firmware
+def test_flash_split_adds_up_and_holds_the_model(fw_artifact):
+    fw = fw_artifact.sidecar["mcu"]["firmware"]
+    assert fw["flash_bytes"] == fw["text_bytes"] + fw["data_bytes"]
+    assert fw["ram_bytes"] == fw["data_bytes"] + fw["bss_bytes"]
+    for kind in ("text", "data", "bss"):
+        assert sum(group[kind] for group in fw["split"].values()) == fw[f"{kind}_bytes"]
+    model = fw_artifact.sidecar["bytes"]
+    assert model <= fw["model_bytes"] <= model + 32  # the array and its length
+    assert 10_000 < fw["runtime_text_bytes"] < fw["text_bytes"] - model
+
+
+@needs_firmware
+def test_arena_is_measured_on_the_target(fw_artifact):
+    mcu = fw_artifact.sidecar["mcu"]
+    fw = mcu["firmware"]
+    assert mcu["arena_source"] == "firmware" and mcu["arena_bytes"] == fw["arena_min_bytes"]
+    assert mcu["arena_bytes"] == mcu["firmware"]["measured_before_write"]["arena_min_bytes"]
+    assert mcu["arena_bytes"] < mcu["arena_host_bytes"]  # 32-bit pointers: less than the host's bisection
+    assert fw["arena_used_bytes"] <= fw["arena_min_bytes"] <= fw["arena_used_bytes"] + 16
+    assert mcu["arena_size"] == recommended_arena(mcu["arena_bytes"])
+    assert fw["arena_linked_bytes"] == mcu["arena_size"]  # the package's kTensorArenaSize, as it ships
+    assert fw["bss_bytes"] >= mcu["arena_size"]
+    header = (fw_artifact.path.parent / "mcu" / "model_data.h").read_text()
+    assert (
+        f"kTensorArenaSize = {mcu['arena_size']};" in header
+        and "on the target, cortex-m4 on mps2-an386" in header
+    )
+
+
+@needs_firmware
+def test_instructions_and_fit_come_from_the_firmware(fw_artifact):
+    mcu = fw_artifact.sidecar["mcu"]
+    fw = mcu["firmware"]
+    assert fw["instructions_per_inference"] > 100_000 and fw["instructions_per_tick"] > 0
+    assert fw["instructions_max"] - fw["instructions_min"] <= 0.01 * fw["instructions_per_inference"]
+    assert mcu["fit"]["basis"].startswith("firmware") and mcu["fits"]
+    assert mcu["flash_bytes"] == fw["flash_bytes"]
+    assert mcu["ram_needed_bytes"] == fw["ram_bytes"] + fw["stack_used_bytes"] and fw["stack_used_bytes"] > 0
+    readme = (fw_artifact.path.parent / "mcu" / "README.md").read_text()
+    assert f"{fw['instructions_per_inference']:,}" in readme and "mps2-an386" in readme
+
+
+@needs_firmware
+def test_run_firmware_on_bytes_alone(fw_artifact, digits):
+    data = fw_artifact.path.read_bytes()
+    result = run_firmware(data, "cortex-m4", digits.x_test[:3])
+    assert isinstance(result, FirmwareResult) and result.outputs.shape == (3, 10)
+    assert result.outputs.dtype == np.int8
+    mcu = fw_artifact.sidecar["mcu"]
+    assert (
+        result.arena_min_bytes == mcu["arena_bytes"] and result.arena_linked_bytes == result.arena_min_bytes
+    )
+    raw = raw_inputs(read_tflite(data), digits.x_test[:3])
+    reference = interpreter_outputs(data, raw, mcu["arena_size"] * 2)
+    assert np.array_equal(result.outputs, reference)
+    assert json.dumps(result.to_dict())  # JSON-ready, without the raw outputs
+    zeros = run_firmware(data, "stm32l4r5")  # a board profile with a Cortex-M4: one inference on zeros
+    assert zeros.outputs.shape == (1, 10) and zeros.flash_bytes == result.flash_bytes
+
+
+@needs_firmware
+def test_readme_snippet_compiles_as_written(fw_artifact, tmp_path):
+    library = cached_library("cortex-m4")
+    assert library is not None  # the fixture's export built or found it
+    package = fw_artifact.path.parent / "mcu"
+    readme = (package / "README.md").read_text()
+    [snippet] = re.findall(r"```cpp\n(.*?)```", readme, re.S)
+    assert "#include <cmath>" in snippet
+    (tmp_path / "classify.cc").write_text(snippet)
+    cmd = [
+        "arm-none-eabi-g++",
+        "-mcpu=cortex-m4",
+        "-mthumb",
+        "-mfloat-abi=soft",
+        "-std=c++17",
+        "-fno-rtti",
+        "-fno-exceptions",
+        "-DTF_LITE_STATIC_MEMORY",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        f"-I{package}",
+        *(f"-isystem{d}" for d in library.include_dirs),
+        "-c",
+        str(tmp_path / "classify.cc"),
+        "-o",
+        str(tmp_path / "classify.o"),
+    ]
+    built = subprocess.run(cmd, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+
+
+@needs_firmware
+def test_a_board_too_small_for_the_firmware_fails_before_writing(digits_model, digits, tmp_path, fw_artifact):
+    fw = fw_artifact.sidecar["mcu"]["firmware"]
+    from edgeslim.export.boards import load_board
+
+    small = dict(
+        load_board("cortex-m4").to_dict(), name="small", ram_bytes=fw["ram_bytes"], ram_reserved_bytes=0
+    )  # the stack no longer fits
+    board = tmp_path / "small.json"
+    board.write_text(json.dumps(small))
+    out = tmp_path / "out"
+    with pytest.raises(EdgeslimError, match=r"does not fit board small.*RAM: the firmware needs"):
+        export_model(
+            digits_model,
+            digits,
+            "mcu",
+            out_dir=out,
+            board=str(board),
+            calib_samples=16,
+            verify=False,
+            firmware=True,
+        )
+    assert not out.exists() or not list(out.iterdir())  # nothing half-written
+
+
+def test_unavailable_firmware_says_why(monkeypatch, digits_model, digits, tmp_path):
+    ok, why = firmware_available("esp32-s3")
+    assert not ok and "Xtensa" in why
+    assert not firmware_available("arduino-uno")[0]
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cross compiler, no QEMU
+    ok, why = firmware_available("cortex-m4")
+    assert not ok and "arm-none-eabi" in why
+    with pytest.raises(EdgeslimError, match="cannot build the firmware for cortex-m4"):
+        run_firmware(b"TFL3", "cortex-m4")
+    with pytest.raises(EdgeslimError, match="firmware applies to target mcu"):
+        export_model(digits_model, digits, "cpu", out_dir=tmp_path / "x", firmware=True)
+
+
+@needs_firmware
+def test_cortex_m7_on_mps2_an500(fw_artifact):
+    if cached_library("cortex-m7") is None or shutil.which("qemu-system-arm") is None:
+        pytest.skip(
+            "TFLite Micro for cortex-m7 is not prebuilt (python -m edgeslim.export.firmware build "
+            "--cpu cortex-m7)"
+        )
+    result = run_firmware(fw_artifact.path, "cortex-m7")
+    assert result.machine == "mps2-an500" and result.cpu == "cortex-m7"
+    assert result.arena_min_bytes == fw_artifact.sidecar["mcu"]["arena_bytes"]  # same 32-bit layout
+    assert result.instructions_per_inference > 100_000
+
+
+@needs_firmware
+def test_library_is_cached_whole_outside_the_repository(fw_artifact):
+    from pathlib import Path
+
+    library = cached_library("cortex-m4")
+    assert library is not None and library.archive.is_file()
+    info = library.info
+    assert (
+        info["cpu"] == "cortex-m4" and "TARGET_ARCH=cortex-m4" in info["make"] and info["build_seconds"] > 0
+    )
+    assert Path(__file__).resolve().parents[1] not in library.root.resolve().parents
+    assert (library.root / "include" / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file()
+    assert not list(library.root.parent.glob(f".build-{library.key}-*"))  # no half-built folder left
+    assert fw_artifact.sidecar["mcu"]["firmware"]["library_key"] == library.key
