@@ -36,7 +36,7 @@ def test_channel_and_spatial_splits_are_exact_at_full_rank(strides, padding, dil
 def test_rank_rules():
     sigma = np.array([4.0, 2.0, 1.0, 0.5])
     energy = np.cumsum(sigma**2) / np.sum(sigma**2)  # 0.754, 0.943, 0.990, 1.0
-    option = Factorization("dense", sigma, 4, 4, 8, 8, 16, 16)
+    option = Factorization("dense", sigma, 4, 4, 4, 4, 4, 4, 16, 16)
     assert rank_for_energy(sigma, 0.9) == 2 and energy[1] >= 0.9 > energy[0]
     assert rank_for_energy(sigma, 1.0) == 4
     assert LowRankStage(rank=3).choose_rank(option) == 3 and LowRankStage(rank=10).choose_rank(option) == 4

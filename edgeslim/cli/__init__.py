@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "edgeslim.cli.deploy",
     "edgeslim.cli.export",
     "edgeslim.cli.run",
+    "edgeslim.cli.fit",
 ]
 
 for _module in COMMAND_MODULES:

@@ -217,12 +217,38 @@ class LayerStage(Stage):
         value = getattr(self, param)
         if value is None:
             return set()
+        if isinstance(value, dict):
+            return {str(k) for k in value}
         items = value.split("|") if isinstance(value, str) else list(value)
-        return {str(item).strip() for item in items if str(item).strip()}
+        return {
+            str(item).strip().rpartition(":")[0] or str(item).strip() for item in items if str(item).strip()
+        }
 
-    def check_names(self, model_layers: list[str]) -> None:
-        """Fail on a name in ``layers``/``exclude`` the model lacks (a typo would silently do nothing)."""
-        for param in ("layers", "exclude"):
+    def per_layer_values(self, param: str, valid: Callable[[float], bool], expected: str) -> dict[str, float]:
+        """A per-layer override, ``"dense1:0.75|conv2:0.5"`` or a mapping, checked value by value."""
+        value = getattr(self, param)
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            items: dict[str, Any] = {}
+            for part in filter(None, (p.strip() for p in value.split("|"))):
+                name, sep, number = part.rpartition(":")
+                items[name] = parse_number(number) if sep else None
+        elif isinstance(value, dict):
+            items = dict(value)
+        else:
+            self.fail(param, f"a mapping or {expected}", value)
+            return {}
+        for name, v in items.items():
+            number = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            if not name or not number or not valid(v):
+                self.fail(param, expected, value)
+                return {}
+        return items
+
+    def check_names(self, model_layers: list[str], params: tuple[str, ...] = ("layers", "exclude")) -> None:
+        """Fail on a layer name the model lacks (a typo would silently do nothing)."""
+        for param in params:
             unknown = sorted(self.names(param) - set(model_layers))
             if unknown:
                 raise ConfigError(
@@ -233,6 +259,14 @@ class LayerStage(Stage):
     def selected(self, layer_name: str) -> bool:
         include = self.names("layers")
         return (not include or layer_name in include) and layer_name not in self.names("exclude")
+
+
+def parse_number(text: str) -> float | str:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
 
 
 def require(finetuner: Finetuner | None) -> Finetuner:

@@ -37,6 +37,7 @@ class LowRankStage(LayerStage):
     min_params: int = 0  # leave layers with fewer parameters alone
     keep_output: bool = True  # leave the layer producing the model output whole (a bottleneck caps accuracy)
     calib_samples: int = 128  # inputs on which each layer's output error is measured (0: skip)
+    per_layer: str | dict[str, int] | None = None  # ranks that override the rule, "conv2:4|dense1:32"
 
     def validate(self) -> None:
         super().validate()
@@ -54,6 +55,7 @@ class LowRankStage(LayerStage):
         self.check_number("min_params", 0, integer=True)
         self.check_bool("keep_output")
         self.check_number("calib_samples", 0, integer=True)
+        self.ranks()
 
     def apply(self, model: keras.Model, dataset: Dataset) -> StageResult:
         from edgeslim.compress.accounting import Accounting, output_errors
@@ -62,7 +64,7 @@ class LowRankStage(LayerStage):
 
         start = time.perf_counter()
         graph = ModelGraph(model)
-        self.check_names(list(graph.nodes))
+        self.check_names(list(graph.nodes), ("layers", "exclude", "per_layer"))
         accounting = Accounting(graph.model)
         taken = {layer.name for layer in graph.layers()}
         replacements: dict[str, Replacement] = {}
@@ -71,7 +73,9 @@ class LowRankStage(LayerStage):
             if not node.layer.get_weights():
                 continue
             reason = self._unsupported(node, graph.output_names)
-            plan = reason or self._plan(node.handler.factorizations(node.call_shapes()[0]))
+            plan = reason or self._plan(
+                node.handler.factorizations(node.call_shapes()[0]), self.ranks().get(name)
+            )
             if isinstance(plan, str):
                 decisions[name] = ("skip", plan)
                 continue
@@ -108,13 +112,20 @@ class LowRankStage(LayerStage):
             return f"{params} parameters < min_params {self.min_params}"
         return node.handler.why_not_factorize()
 
-    def _plan(self, options: list[Factorization]) -> tuple[Factorization, int] | str:
+    def ranks(self) -> dict[str, int]:
+        """``per_layer`` as a dict, validated: every value a positive integer rank."""
+        values = self.per_layer_values(
+            "per_layer", lambda v: v >= 1 and v == int(v), "layer:rank pairs, rank >= 1"
+        )
+        return {k: int(v) for k, v in values.items()}
+
+    def _plan(self, options: list[Factorization], rank: int | None = None) -> tuple[Factorization, int] | str:
         if self.method != "auto":
             options = [o for o in options if o.scheme in (self.method, "dense", "input", "embedding")]
         if not options:
             return f"no {self.method} factorization for this layer"
-        ranks = [self.choose_rank(o) for o in options]
-        if self.energy is None and len(options) == 2 and ranks[0] >= 1:
+        ranks = [min(rank, o.full_rank) if rank else self.choose_rank(o) for o in options]
+        if self.energy is None and not rank and len(options) == 2 and ranks[0] >= 1:
             # Match the first split's error (never above a ratio's budget), then compare costs.
             first_error = options[0].error(ranks[0])
             budget = ranks[1] if self.ratio is not None else options[1].full_rank

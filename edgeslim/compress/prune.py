@@ -24,7 +24,6 @@ from edgeslim.compress.base import (
     plain_copy,
     require,
 )
-from edgeslim.errors import ConfigError
 
 if TYPE_CHECKING:
     import keras
@@ -72,25 +71,10 @@ class PruneStage(LayerStage):
 
     def overrides(self) -> dict[str, float]:
         """``per_layer`` as a dict, validated: every value a sparsity in [0, 1)."""
-        value = self.per_layer
-        if value is None:
-            return {}
-        if isinstance(value, str):
-            items: dict[str, Any] = {}
-            for part in filter(None, (p.strip() for p in value.split("|"))):
-                name, sep, num = part.rpartition(":")
-                try:
-                    items[name] = float(num) if sep else None
-                except ValueError:
-                    items[name] = num
-        elif isinstance(value, dict):
-            items = dict(value)
-        else:
-            self.fail("per_layer", "a dict or 'layer:sparsity|layer:sparsity'", value)
-        for name, s in items.items():
-            if not name or isinstance(s, bool) or not isinstance(s, int | float) or not 0 <= s < 1:
-                self.fail("per_layer", "layer:sparsity pairs with sparsity in [0, 1)", value)
-        return {k: float(v) for k, v in items.items()}
+        values = self.per_layer_values(
+            "per_layer", lambda v: 0 <= v < 1, "layer:sparsity pairs, sparsity in [0, 1)"
+        )
+        return {k: float(v) for k, v in values.items()}
 
     def target(self, layer_name: str) -> float:
         return self.overrides().get(layer_name, self.sparsity)
@@ -133,7 +117,6 @@ class PruneStage(LayerStage):
 
         start = time.perf_counter()
         graph = ModelGraph(model)
-        self.check_names(list(graph.nodes))
         self._check_overrides(graph)
         accounting = Accounting(graph.model)
         new_model = graph.rebuild()
@@ -192,11 +175,7 @@ class PruneStage(LayerStage):
         return StageResult(new_model, record)
 
     def _check_overrides(self, graph: ModelGraph) -> None:
-        unknown = sorted(set(self.overrides()) - set(graph.nodes))
-        if unknown:
-            raise ConfigError(
-                f"prune.per_layer: no layer named {unknown[0]!r} in the model", f"layers: {list(graph.nodes)}"
-            )
+        self.check_names(list(graph.nodes), ("layers", "exclude", "per_layer"))
 
     # -- structured --------------------------------------------------------------------------
     def _structured(self, model: keras.Model, dataset: Dataset) -> StageResult:
@@ -207,7 +186,6 @@ class PruneStage(LayerStage):
 
         start = time.perf_counter()
         graph = ModelGraph(model)
-        self.check_names(list(graph.nodes))
         self._check_overrides(graph)
         accounting = Accounting(graph.model)
         analysis = ChannelAnalysis(graph, lambda layer: self.selected(layer.name))

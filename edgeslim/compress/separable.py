@@ -31,6 +31,7 @@ class SeparableStage(LayerStage):
     min_params: int = 0
     calib_samples: int = 128  # inputs on which each layer's output error is measured (0: skip)
     require_saving: bool = True  # skip a layer the substitution would not make cheaper (full rank never does)
+    per_layer: str | dict[str, int] | None = None  # ranks that override the rule, "conv2:2|conv3:4"
 
     def validate(self) -> None:
         super().validate()
@@ -43,6 +44,14 @@ class SeparableStage(LayerStage):
         self.check_number("min_params", 0, integer=True)
         self.check_number("calib_samples", 0, integer=True)
         self.check_bool("require_saving")
+        self.ranks()
+
+    def ranks(self) -> dict[str, int]:
+        """``per_layer`` as a dict, validated: every value a positive integer rank."""
+        values = self.per_layer_values(
+            "per_layer", lambda v: v >= 1 and v == int(v), "layer:rank pairs, rank >= 1"
+        )
+        return {k: int(v) for k, v in values.items()}
 
     def _unsupported(self, node: Any) -> str:
         if not self.selected(node.name):
@@ -61,7 +70,7 @@ class SeparableStage(LayerStage):
 
         start = time.perf_counter()
         graph = ModelGraph(model)
-        self.check_names(list(graph.nodes))
+        self.check_names(list(graph.nodes), ("layers", "exclude", "per_layer"))
         accounting = Accounting(graph.model)
         taken = {layer.name for layer in graph.layers()}
         replacements: dict[str, Replacement] = {}
@@ -75,11 +84,8 @@ class SeparableStage(LayerStage):
                 skipped[name] = reason
                 continue
             plan = node.handler.separation(node.call_shapes()[0])
-            r = (
-                min(self.rank, plan.exact_rank)
-                if self.rank is not None
-                else plan.rank_for_energy(self.energy)
-            )
+            chosen = self.ranks().get(name, self.rank)
+            r = min(chosen, plan.exact_rank) if chosen is not None else plan.rank_for_energy(self.energy)
             if self.require_saving and not plan.saves(r):
                 skipped[name] = (
                     f"r = {r}: {plan.macs(r):,} multiplications >= {plan.macs_before:,} of the convolution, "

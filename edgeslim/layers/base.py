@@ -77,25 +77,36 @@ class Replacement:
 class Factorization:
     """One way to split a layer's weight matrix (M x N) at rank r, priced without building anything.
 
-    ``sigma``: singular values of that matrix. Multiplications and parameters are linear in r:
-    ``macs(r) = macs_per_rank * r`` (plus ``macs_fixed``), ``params(r) = params_per_rank * r + bias``.
+    ``sigma``: singular values of that matrix. Multiplications and parameters are linear in r, with a
+    part that grows with the layer's input channels and a part that grows with its output channels, so
+    the price after pruning follows from the kept fractions (``resized``).
     """
 
     scheme: str
     sigma: np.ndarray
     m: int
     n: int
-    macs_per_rank: int
-    params_per_rank: int
+    macs_in: float  # per rank: the first factor's multiplications (scale with the input channels)
+    macs_out: float  # per rank: the second factor's (scale with the output channels)
+    params_in: float
+    params_out: float
     macs_before: int
     params_before: int
     bias: int = 0
 
+    @property
+    def macs_per_rank(self) -> float:
+        return self.macs_in + self.macs_out
+
+    @property
+    def params_per_rank(self) -> float:
+        return self.params_in + self.params_out
+
     def macs(self, rank: int) -> int:
-        return self.macs_per_rank * rank
+        return int(round(self.macs_per_rank * rank))
 
     def params(self, rank: int) -> int:
-        return self.params_per_rank * rank + self.bias
+        return int(round(self.params_per_rank * rank + self.bias))
 
     def error(self, rank: int) -> float:
         """Relative Frobenius error of the rank-r truncation (Eckart-Young)."""
@@ -107,26 +118,53 @@ class Factorization:
 
     @property
     def full_rank(self) -> int:
-        return len(self.sigma)
+        return min(len(self.sigma), self.m, self.n)
+
+    def resized(self, keep_in: float, keep_out: float) -> Factorization:
+        """The same split on the layer after pruning kept these fractions of its inputs and outputs."""
+        m_in = keep_in if self.scheme not in ("embedding",) else 1.0
+        return Factorization(
+            self.scheme,
+            self.sigma,
+            max(1, round(self.m * m_in)),
+            max(1, round(self.n * keep_out)),
+            self.macs_in * m_in,
+            self.macs_out * keep_out,
+            self.params_in * m_in,
+            self.params_out * keep_out,
+            int(round(self.macs_before * m_in * keep_out)),
+            int(round((self.params_before - self.bias) * m_in * keep_out + self.bias * keep_out)),
+            int(round(self.bias * keep_out)),
+        )
 
 
 @dataclass
 class Separation:
-    """A K-wide convolution as depthwise (multiplier r) + pointwise, priced per rank r."""
+    """A K-wide convolution as depthwise (multiplier r) + pointwise, priced per rank r.
+
+    Per rank, the depthwise part costs ``dw_macs`` (it grows with the input channels) and the pointwise
+    part ``pw_macs`` (input times output channels).
+    """
 
     exact_rank: int  # min(K^n, D_out): the rank at which the substitution is exact
-    macs_per_rank: int
-    params_per_rank: int
+    dw_macs: float
+    pw_macs: float
+    dw_params: float
+    pw_params: float
     bias: int
     macs_before: int
     params_before: int
     slice_sigma: np.ndarray  # (D_in, exact_rank) singular values of each input channel's K^n x D_out slice
 
-    def macs(self, rank: int) -> int:
-        return self.macs_per_rank * rank
+    def macs(self, rank: int, keep_in: float = 1.0, keep_out: float = 1.0) -> int:
+        return int(round(rank * (self.dw_macs * keep_in + self.pw_macs * keep_in * keep_out)))
 
-    def params(self, rank: int) -> int:
-        return self.params_per_rank * rank + self.bias
+    def params(self, rank: int, keep_in: float = 1.0, keep_out: float = 1.0) -> int:
+        return int(
+            round(
+                rank * (self.dw_params * keep_in + self.pw_params * keep_in * keep_out) + self.bias * keep_out
+            )
+        )
 
     def error(self, rank: int) -> float:
         total = float(np.sum(self.slice_sigma**2))
@@ -167,6 +205,11 @@ class LayerHandler:
     def macs(self, call: Call) -> int | None:
         """Multiplications of one call (the course's N_x); None when unknown."""
         return None
+
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        """(parameters, multiplications) of one call once pruning kept these fractions of the layer's
+        input and output channels: what the budget search prices without rebuilding the layer."""
+        return float(self.params()), float(self.macs(call) or 0)
 
     def output_elements(self, call: Call) -> int:
         return sum(math.prod(int(d) for d in s[1:] if d is not None) for s in call.outputs)

@@ -19,6 +19,9 @@ class BatchNormHandler(LayerHandler):
     def macs(self, call: Call) -> int:
         return self.output_elements(call)
 
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        return self.params() * keep_in, self.macs(call) * keep_in
+
     def channel_axis_ok(self, call: Call) -> bool:
         axis = self.layer.axis
         axis = axis if isinstance(axis, int) else (axis[0] if len(axis) == 1 else None)

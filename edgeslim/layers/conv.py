@@ -59,6 +59,11 @@ class ConvHandler(LayerHandler):
             return "channels_first data format"
         return ""
 
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        bias = float(self.layer.bias.shape[0]) if self.layer.use_bias else 0.0
+        kernel = self.params() - bias
+        return kernel * keep_in * keep_out + bias * keep_out, (self.macs(call) or 0) * keep_in * keep_out
+
     def coupling(self, call: Call) -> tuple[str, str]:
         reason = self._unusual()
         if not reason and call.in_shape and call.in_shape[-1] != self.layer.kernel.shape[-2]:
@@ -96,8 +101,10 @@ class ConvHandler(LayerHandler):
                 singular_values(kernel.reshape(m, d_out)),
                 m,
                 d_out,
-                macs_per_rank=positions * (m + d_out),
-                params_per_rank=m + d_out,
+                macs_in=positions * m,
+                macs_out=positions * d_out,
+                params_in=m,
+                params_out=d_out,
                 bias=bias,
                 **before,
             )
@@ -112,8 +119,10 @@ class ConvHandler(LayerHandler):
                     singular_values(_spatial_matrix(kernel)),
                     kh * d_in,
                     kw * d_out,
-                    macs_per_rank=h_out * w_mid * kh * d_in + h_out * w_out * kw * d_out,
-                    params_per_rank=kh * d_in + kw * d_out,
+                    macs_in=h_out * w_mid * kh * d_in,
+                    macs_out=h_out * w_out * kw * d_out,
+                    params_in=kh * d_in,
+                    params_out=kw * d_out,
                     bias=bias,
                     **before,
                 )
@@ -170,8 +179,10 @@ class ConvHandler(LayerHandler):
         s = np.linalg.svd(_slices(kernel), compute_uv=False)
         return Separation(
             exact_rank=min(k, d_out),
-            macs_per_rank=positions * (k * d_in + d_in * d_out),
-            params_per_rank=k * d_in + d_in * d_out,
+            dw_macs=positions * k * d_in,
+            pw_macs=positions * d_in * d_out,
+            dw_params=k * d_in,
+            pw_params=d_in * d_out,
             bias=bias,
             macs_before=positions * k * d_in * d_out,
             params_before=k * d_in * d_out + bias,

@@ -33,6 +33,11 @@ class DenseHandler(LayerHandler):
         m_in, m_out = self.layer.kernel.shape
         return spatial(call.out_shape) * int(m_in) * int(m_out)
 
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        bias = float(self.layer.bias.shape[0]) if self.layer.use_bias else 0.0
+        kernel = self.params() - bias
+        return kernel * keep_in * keep_out + bias * keep_out, (self.macs(call) or 0) * keep_in * keep_out
+
     def coupling(self, call: Call) -> tuple[str, str]:
         if call.in_shape and call.in_shape[-1] != self.layer.kernel.shape[0]:
             return STOP, "input features do not match the kernel"
@@ -65,8 +70,10 @@ class DenseHandler(LayerHandler):
                 singular_values(kernel),
                 m,
                 n,
-                macs_per_rank=positions * (m + n),
-                params_per_rank=m + n,
+                macs_in=positions * m,
+                macs_out=positions * n,
+                params_in=m,
+                params_out=n,
                 macs_before=positions * m * n,
                 params_before=m * n + bias,
                 bias=bias,

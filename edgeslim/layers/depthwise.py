@@ -21,6 +21,9 @@ class DepthwiseHandler(LayerHandler):
     def macs(self, call: Call) -> int:
         return spatial(call.out_shape) * math.prod(int(d) for d in self.layer.kernel.shape)
 
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        return self.params() * keep_in, self.macs(call) * keep_in
+
     def coupling(self, call: Call) -> tuple[str, str]:
         if self.layer.data_format != "channels_last":
             return STOP, "channels_first data format"

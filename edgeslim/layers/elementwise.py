@@ -66,6 +66,9 @@ class ElementwiseHandler(LayerHandler):
             return self.output_elements(call)
         return 0
 
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        return self.params() * keep_in, self.macs(call) * keep_in
+
     def note(self) -> str:
         return ""
 

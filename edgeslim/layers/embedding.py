@@ -33,6 +33,9 @@ class EmbeddingHandler(LayerHandler):
     def macs(self, call: Call) -> int:
         return 0
 
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        return self.params() * keep_out, 0.0
+
     def note(self) -> str:
         return ""
 
@@ -63,8 +66,10 @@ class EmbeddingHandler(LayerHandler):
                 singular_values(table),
                 v,
                 d,
-                macs_per_rank=positions * d,
-                params_per_rank=v + d,
+                macs_in=0,
+                macs_out=positions * d,
+                params_in=v,
+                params_out=d,
                 macs_before=0,
                 params_before=v * d,
             )

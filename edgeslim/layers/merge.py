@@ -22,6 +22,9 @@ class MergeHandler(LayerHandler):
             return self.output_elements(call)
         return 0
 
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        return 0.0, self.macs(call) * keep_out
+
     def note(self) -> str:
         return ""
 

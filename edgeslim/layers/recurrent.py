@@ -10,6 +10,8 @@ kernel still runs the recurrence.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 
@@ -55,6 +57,13 @@ class RecurrentHandler(LayerHandler):
 
     def note(self) -> str:
         return "" if self.layer.built else "not built"
+
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        gates, products = self._gates()
+        f, u = self.layer.cell.kernel.shape[0] * keep_in, self.layer.units * keep_out
+        biases = sum(math.prod(w.shape) for w in self.layer.weights[2:]) * keep_out
+        steps = call.in_shape[1] if len(call.in_shape) == 3 and call.in_shape[1] is not None else 0
+        return gates * u * (f + u) + biases, steps * (gates * u * (f + u) + products * u)
 
     def coupling(self, call: Call) -> tuple[str, str]:
         if self.layer.go_backwards or self.layer.stateful:
@@ -102,8 +111,10 @@ class RecurrentHandler(LayerHandler):
                 singular_values(kernel),
                 f,
                 gu,
-                macs_per_rank=int(steps) * (f + gu),
-                params_per_rank=f + gu,
+                macs_in=int(steps) * f,
+                macs_out=int(steps) * gu,
+                params_in=f,
+                params_out=gu,
                 macs_before=int(steps) * f * gu,
                 params_before=f * gu,
             )

@@ -22,6 +22,14 @@ class SeparableConvHandler(LayerHandler):
         dw, pw = self.layer.depthwise_kernel.shape, self.layer.pointwise_kernel.shape
         return spatial(call.out_shape) * (math.prod(int(d) for d in dw) + math.prod(int(d) for d in pw))
 
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        dw, pw = self.layer.depthwise_kernel.shape, self.layer.pointwise_kernel.shape
+        dw_n, pw_n = math.prod(int(d) for d in dw), math.prod(int(d) for d in pw)
+        bias = float(self.layer.filters) if self.layer.use_bias else 0.0
+        positions = spatial(call.out_shape)
+        params = dw_n * keep_in + pw_n * keep_in * keep_out + bias * keep_out
+        return params, positions * (dw_n * keep_in + pw_n * keep_in * keep_out)
+
     def coupling(self, call: Call) -> tuple[str, str]:
         if self.layer.data_format != "channels_last":
             return STOP, "channels_first data format"

@@ -44,6 +44,11 @@ class TransposeConvHandler(LayerHandler):
     def macs(self, call: Call) -> int:
         return spatial(call.in_shape) * math.prod(int(d) for d in self.layer.kernel.shape)
 
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        bias = float(self.layer.bias.shape[0]) if self.layer.use_bias else 0.0
+        kernel = self.params() - bias
+        return kernel * keep_in * keep_out + bias * keep_out, (self.macs(call) or 0) * keep_in * keep_out
+
     def coupling(self, call: Call) -> tuple[str, str]:
         if self.layer.data_format != "channels_last":
             return STOP, "channels_first data format"
@@ -84,8 +89,10 @@ class TransposeConvHandler(LayerHandler):
                 singular_values(_matrix(kernel)),
                 k * d_in,
                 d_out,
-                macs_per_rank=p_in * k * d_in + p_out * d_out,
-                params_per_rank=k * d_in + d_out,
+                macs_in=p_in * k * d_in,
+                macs_out=p_out * d_out,
+                params_in=k * d_in,
+                params_out=d_out,
                 macs_before=p_in * k * d_in * d_out,
                 params_before=k * d_in * d_out + bias,
                 bias=bias,

@@ -16,7 +16,7 @@ from typing import Any
 from edgeslim.errors import ConfigError, EdgeslimError, Problems
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
-SECTIONS = ("dataset", "model", "train", "compress", "export", "report")
+SECTIONS = ("dataset", "model", "train", "compress", "fit", "export", "report")
 DATASET_KEYS = {"name": str, "data_dir": (str, type(None)), "seed": int}
 EXPORT_KEYS = {
     "targets": list,
@@ -27,6 +27,22 @@ EXPORT_KEYS = {
     "firmware": bool,
 }
 REPORT_KEYS = {"formats": list, "plots": bool}
+FIT_KEYS = {
+    "target": str,
+    "board": (str, type(None)),
+    "max_flash": (str, int),
+    "max_arena": (str, int),
+    "max_macs": int,
+    "max_latency_ms": float,
+    "max_instructions": int,
+    "max_loss": float,
+    "techniques": (str, list),
+    "max_trials": int,
+    "finetune_epochs": int,
+    "workers": (int, type(None)),
+    "ray_address": (str, type(None)),
+    "firmware": bool,
+}
 REPORT_FORMATS = ("json", "md", "html")
 
 
@@ -46,6 +62,7 @@ class PipelineConfig:
     train: dict[str, Any] | None
     stages: list[StageSpec] = field(default_factory=list)
     export: dict[str, Any] = field(default_factory=dict)
+    fit: dict[str, Any] | None = None  # the budget search, in place of a hand-written compress list
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -177,6 +194,9 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfi
         train = _check_train(raw.get("train"), model)
     stages = _check_compress(raw.get("compress", []), problems)
     export = _check_export(raw.get("export", {}), problems)
+    fit = _check_fit(raw.get("fit"), export, problems)
+    if fit is not None and stages:
+        problems.add("fit: and compress: are both set", "use one: fit searches the stages for you")
     report = {"formats": list(REPORT_FORMATS), "plots": True}
     with problems.collect():
         report |= check_mapping(raw.get("report", {}), "report", REPORT_KEYS)
@@ -189,10 +209,11 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfi
         "model": model if not unsafe else {"source": model, "unsafe_load": True},
         "train": train,
         "compress": raw.get("compress", []),
+        **({"fit": fit} if fit is not None else {}),
         "export": export,
         "report": report,
     }
-    return PipelineConfig(normalized, dataset, model, unsafe, train, stages, export, report)
+    return PipelineConfig(normalized, dataset, model, unsafe, train, stages, export, report=report, fit=fit)
 
 
 def check_mapping(value: Any, path: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -330,3 +351,36 @@ def _check_export(value: Any, problems: Problems) -> dict[str, Any]:
     if isinstance(calib, int) and calib <= 0:
         problems.add(f"export.calib_samples: must be a positive integer, got {calib!r}")
     return export
+
+
+def _check_fit(value: Any, export: dict[str, Any], problems: Problems) -> dict[str, Any] | None:
+    """The fit section: a budget (make_budget checks it) and the search's own settings."""
+    from edgeslim.fit import check_techniques, make_budget
+    from edgeslim.fit.budget import TECHNIQUES
+
+    if value is None:
+        return None
+    fit: dict[str, Any] = {
+        "target": "cpu",
+        "board": None,
+        "max_loss": 1.0,
+        "techniques": list(TECHNIQUES),
+        "max_trials": 6,
+        "finetune_epochs": 10,
+        "workers": None,
+        "ray_address": None,
+        "firmware": False,
+    }
+    with problems.collect():
+        fit |= check_mapping(value, "fit", FIT_KEYS)
+    budget_keys = ("max_flash", "max_arena", "max_macs", "max_latency_ms", "max_instructions", "board")
+    if not any(fit.get(k) is not None for k in budget_keys):
+        fit["board"] = export["board"]  # no budget given: the export's board is the budget
+    with problems.collect():
+        args = {k: fit.get(k) for k in budget_keys}
+        make_budget(fit["target"], max_loss=fit["max_loss"], prefix="fit.", **args)
+        check_techniques(fit["techniques"], fit["target"])
+    for key in ("max_trials", "finetune_epochs"):
+        if isinstance(fit[key], int) and fit[key] < 1:
+            problems.add(f"fit.{key}: must be a positive integer, got {fit[key]!r}")
+    return fit

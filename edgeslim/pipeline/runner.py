@@ -75,6 +75,8 @@ def run_pipeline(
     model, model_path, recipe = baseline, run_dir / "00-train" / "model.keras", None
     for index, spec in enumerate(config.stages, start=1):
         model, key, recipe, model_path = _compress_step(ctx, index, spec, model, baseline, key, recipe)
+    if config.fit is not None:
+        model, key, recipe, model_path = _fit_step(ctx, model_path, key)
     for target in config.export["targets"]:
         _export_step(ctx, target, model, model_path, key, recipe)
     write_manifest(run_dir, config.raw, result.steps, time.perf_counter() - start)  # what the report reads
@@ -179,6 +181,75 @@ def _compress_step(
     outputs = _save_model_step(outcome.model, data, step_dir, record=outcome.record, recipe=recipe)
     _finish(ctx, step_dir, key, outputs, began, name)
     return Lazy(lambda: _load(model_path), outcome.model), key, recipe, model_path
+
+
+def _fit_step(ctx: Context, input_path: Path, input_key: str) -> tuple[Lazy, str, Any, Path]:
+    """The budget search in place of a hand-written chain: 01-fit/ holds its winner, measured like a stage."""
+    from edgeslim.compress.base import StageRecord
+    from edgeslim.modelio import load_keras_model, read_recipe
+
+    fit = ctx.config.fit or {}
+    step_dir = ctx.run_dir / "01-fit"
+    model_path = step_dir / "model.keras"
+    key = step_key({"fit": fit}, input_key)
+    if _reuse(ctx, step_dir, key, MODEL_OUTPUTS + ["record.json"], "01-fit") is not None:
+        marker = json.loads((step_dir / "step.json").read_text())
+        ctx.result.failures += marker.get("failures", [])
+        return Lazy(lambda: _load(model_path)), key, read_recipe(model_path), model_path
+    from edgeslim.analysis.keras_model import analyze_keras
+    from edgeslim.fit import fit_model, make_budget
+
+    ctx.notify("01-fit", "start")
+    began = time.perf_counter()
+    open_step(step_dir)
+    budget_keys = ("board", "max_flash", "max_arena", "max_macs", "max_latency_ms", "max_instructions")
+    budget = make_budget(
+        fit["target"], max_loss=fit["max_loss"], prefix="fit.", **{k: fit.get(k) for k in budget_keys}
+    )
+    data = ctx.data.get()
+    outcome = fit_model(
+        input_path,
+        data,
+        budget,
+        step_dir / "search",
+        techniques=fit["techniques"],
+        max_trials=fit["max_trials"],
+        workers=fit["workers"],
+        ray_address=fit["ray_address"],
+        finetune_epochs=fit["finetune_epochs"],
+        firmware=fit["firmware"],
+        notify=lambda message: ctx.notify(f"01-fit: {message}", "note"),
+    )
+    best = outcome.report.get("best")
+    if best is None:
+        raise EdgeslimError(
+            f"fit: every trial failed ({', '.join(outcome.binding)})", "see 01-fit/search/fit.json"
+        )
+    winner = load_keras_model(step_dir / "search" / best["model"])
+    recipe = read_recipe(step_dir / "search" / best["model"])
+    before, after = analyze_keras(_load(input_path)), analyze_keras(winner)
+    record = StageRecord(
+        "fit",
+        dict(fit),
+        totals={
+            "params_before": before.total_params,
+            "params_after": after.total_params,
+            "macs_before": before.total_macs,
+            "macs_after": after.total_macs,
+        },
+        extra={"fit": {k: outcome.report[k] for k in ("fits", "binding", "budget")}, "plan": best["plan"]},
+        notes=[f"fit: {'fits' if outcome.fits else 'no model fits; binding: ' + ', '.join(outcome.binding)}"],
+    )
+    failures = (
+        [] if outcome.fits else [f"fit: no model fits the budget; binding: {', '.join(outcome.binding)}"]
+    )
+    outputs = _save_model_step(winner, data, step_dir, record=record, recipe=recipe)
+    outputs += [str(p.relative_to(step_dir)) for p in (step_dir / "search" / "fit.json",)]
+    info = close_step(step_dir, key, outputs, time.perf_counter() - began, {"failures": failures})
+    ctx.result.steps.append(StepOutcome("01-fit", step_dir, key, False, info["seconds"], info))
+    ctx.result.failures += failures
+    ctx.notify("01-fit", "failed" if failures else "done")
+    return Lazy(lambda: _load(model_path), winner), key, recipe, model_path
 
 
 def _recipe(values: dict[str, Any] | None) -> Any:

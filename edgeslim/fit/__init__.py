@@ -1,0 +1,207 @@
+"""`edgeslim fit`: the best model for a board and a tolerated loss, found automatically.
+
+From per-layer sensitivity (sensitivity.py) and a cost model read off the layer handlers (costs.py),
+a greedy selection (select.py) picks per-layer pruning, low-rank and depthwise-separable levels that
+meet the budget with the least predicted loss; trials (trial.py) compress, fine-tune by distillation,
+quantize and export each plan, and the search (search.py) adapts to what the real artifacts measure.
+Independent tasks run in-process or on Ray (executor.py). The result: ``DIR/fit.json`` (schema
+``edgeslim.fit/1``), the winning model and its artifacts, and a report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeslim.atomic import write_json
+from edgeslim.errors import ConfigError, EdgeslimError
+from edgeslim.fit.budget import CONSTRAINTS, TECHNIQUES, Budget, make_budget, parse_size
+from edgeslim.fit.stats import compare
+
+SCHEMA = "edgeslim.fit/1"
+
+__all__ = ["SCHEMA", "Budget", "FitResult", "fit_model", "make_budget", "parse_size"]
+
+
+@dataclass
+class FitResult:
+    out_dir: Path
+    fits: bool
+    report: dict[str, Any]  # what fit.json holds
+    binding: list[str]  # the constraints (or "loss") that the closest candidate breaks
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.fits else 1
+
+
+def check_techniques(techniques: Any, target: str) -> tuple[str, ...]:
+    items = [t.strip() for t in techniques.split(",")] if isinstance(techniques, str) else list(techniques)
+    unknown = [t for t in items if t not in TECHNIQUES]
+    if unknown or not items:
+        raise ConfigError(
+            f"--techniques: unknown technique {unknown[0] if unknown else '(none)'!r}",
+            f"choose from {list(TECHNIQUES)}",
+        )
+    if target in ("mcu", "edgetpu") and "quantize" not in items:
+        raise ConfigError(f"--techniques: target {target} runs int8 models only, so it needs quantize")
+    return tuple(t for t in TECHNIQUES if t in items)
+
+
+def fit_model(
+    model_path: str | Path,
+    dataset: Any,
+    budget: Budget,
+    out_dir: str | Path,
+    techniques: Any = TECHNIQUES,
+    max_trials: int = 6,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    finetune_epochs: int = 10,
+    seed: int = 0,
+    firmware: bool = False,
+    unsafe_load: bool = False,
+    notify: Any = None,
+) -> FitResult:
+    """Search for the most accurate compressed model that meets ``budget``; see the module docstring."""
+    from edgeslim.fit.executor import make_executor
+    from edgeslim.fit.search import run_search
+    from edgeslim.fit.trial import TrialSettings
+    from edgeslim.modelio import load_keras_model
+    from edgeslim.train.fit import check_compatible
+
+    began = time.perf_counter()
+    techniques = check_techniques(techniques, budget.target)
+    if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
+        raise ConfigError(f"--max-trials: must be a positive integer, got {max_trials!r}")
+    if firmware and budget.target != "mcu":
+        raise ConfigError("--firmware: applies to target mcu only", "add --target mcu")
+    if budget.max_instructions is not None and not firmware:
+        raise ConfigError("--max-instructions: instructions are measured on the firmware", "add --firmware")
+    notify = notify or (lambda message: None)
+    model_path, out = Path(model_path), Path(out_dir)
+    model = load_keras_model(model_path, unsafe=unsafe_load)
+    check_compatible(model, dataset)
+    model_file = model_path.read_bytes()
+    settings = TrialSettings(
+        budget.target, budget.board, finetune_epochs=finetune_epochs, seed=seed, firmware=firmware
+    )
+    executor = make_executor(workers, ray_address)
+    try:
+        state, extra = run_search(
+            model, model_file, dataset, budget, techniques, settings, executor, out, max_trials, notify
+        )
+    finally:
+        executor.close()
+    winner, binding = _choose(state)
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "model": {
+            "path": str(model_path),
+            "sha256": hashlib.sha256(model_file).hexdigest(),
+            "name": model.name,
+        },
+        "dataset": dataset.summary(),
+        "budget": budget.to_dict(),
+        "constraints": {k: CONSTRAINTS[k] for k in budget.limits()},
+        "techniques": list(techniques),
+        "executor": {"kind": executor.name, "workers": executor.workers, "address": ray_address},
+        "settings": asdict(settings),
+        "baseline": {"val_accuracy": state.baseline_val, "measured": extra["baseline_trial"]},
+        "sensitivity": extra["sensitivity"],
+        "sensitivity_cached": extra["sensitivity_cached"],
+        "trials": [
+            t.to_dict() | {"evaluation": v} for t, v in zip(state.trials, state.evaluations, strict=True)
+        ],
+        "best": None,
+        "fits": False,
+        "binding": binding,
+    }
+    if winner is not None:
+        report["best"] = _finish(winner, state, model, dataset, budget, out, firmware, notify)
+        report["fits"] = bool(report["best"]["evaluation"]["within_loss"])
+    report["seconds"] = time.perf_counter() - began
+    write_json(out / "fit.json", report)
+    from edgeslim.report.fit import write_fit_report
+
+    write_fit_report(report, out / "report")
+    return FitResult(out, report["fits"], report, binding)
+
+
+def _choose(state: Any) -> tuple[Any, list[str]]:
+    """The most accurate trial within budget and loss; else the closest one, and what binds."""
+    pairs = list(zip(state.trials, state.evaluations, strict=True))
+    good = [(t, v) for t, v in pairs if v["meets_budget"] and v["within_loss"]]
+    if good:
+        return max(good, key=lambda p: (p[0].val_accuracy, -p[0].measured["max_flash"])), []
+    fitting = [(t, v) for t, v in pairs if v["meets_budget"]]
+    if fitting:
+        return max(fitting, key=lambda p: p[0].val_accuracy), ["loss"]
+    measured = [(t, v) for t, v in pairs if not t.failed]
+    if not measured:
+        return None, ["every trial failed"]
+    closest = min(measured, key=lambda p: sum(p[1]["over"].values()))
+    return closest, sorted(closest[1]["over"])
+
+
+def _finish(
+    winner: Any, state: Any, model: Any, dataset: Any, budget: Budget, out: Path, firmware: bool, notify: Any
+) -> dict[str, Any]:
+    """Export the winner for the target and the user's board, and read the test split, once."""
+    from edgeslim.export import export_model
+    from edgeslim.fit.search import _correct
+    from edgeslim.runtime import load
+
+    trial, verdict = winner
+    model_path = out / "model.keras"
+    shutil.copyfile(trial.model_path, model_path)
+    notify(f"winner: trial {trial.index}; exporting for {budget.target} and measuring the test split once")
+    try:
+        artifacts = export_model(
+            model_path,
+            dataset,
+            target=budget.target,
+            out_dir=out / "exports" / budget.target,
+            formats=["tflite"],
+            board=budget.board,
+            strict=False,
+            firmware=firmware,
+        )
+    except EdgeslimError as exc:  # the board refuses it: the closest candidate, reported as such
+        return {
+            "trial": trial.index,
+            "plan": trial.plan,
+            "stages": trial.stages,
+            "evaluation": verdict,
+            "measured": trial.measured,
+            "artifact": None,
+            "export_error": exc.message,
+        }
+    artifact = artifacts[0]
+    outputs = load(artifact.path).predict(dataset.x_test)
+    outputs = outputs[0] if isinstance(outputs, list) else outputs
+    candidate = [bool(c) for c in np.argmax(outputs, axis=-1) == dataset.y_test]
+    reference = _correct(model, dataset.x_test, dataset.y_test)
+    test = compare(reference, candidate)
+    return {
+        "trial": trial.index,
+        "plan": trial.plan,
+        "stages": trial.stages,
+        "evaluation": verdict,
+        "measured": trial.measured,
+        "model": str(model_path.relative_to(out)),
+        "artifact": str(artifact.path.relative_to(out)),
+        "sidecar": str(artifact.sidecar_path.relative_to(out)),
+        "bytes": artifact.sidecar["bytes"],
+        "mcu": artifact.sidecar.get("mcu"),
+        "test_accuracy": test["accuracy"],
+        "test": test,
+        "input_test_accuracy": float(np.mean(reference)),
+    }

@@ -1,0 +1,138 @@
+"""The budget a fit must meet: what the board holds and what the user tolerates.
+
+Sizes take bytes or ``48KB``, ``0.5MB`` (1 KB = 1,024 bytes, as board datasheets count flash and RAM).
+``max_flash`` bounds the model's bytes (the deployable file, the array the firmware keeps in flash);
+``max_arena`` the TFLite Micro tensor arena measured by bisection (mcu target); ``max_latency_ms`` the
+batch-1 p50 in the target's runtime on this host; ``max_instructions`` the instructions per inference
+of the firmware run on an emulated Cortex-M (mcu target, ``firmware``); ``max_loss`` the tolerated
+accuracy loss in points against the input model, on validation data.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from edgeslim.errors import ConfigError, EdgeslimError, Problems
+
+TARGETS = ("cpu", "mcu", "edgetpu")
+TECHNIQUES = ("prune", "lowrank", "separable", "quantize")
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
+# constraint -> how the report names it
+CONSTRAINTS = {
+    "max_flash": "model bytes",
+    "max_arena": "TFLM arena bytes",
+    "max_macs": "multiplications",
+    "max_latency_ms": "host latency p50 (ms)",
+    "max_instructions": "instructions per inference",
+}
+
+
+def parse_size(text: Any, what: str) -> int:
+    """``48KB`` -> 49152, ``0.5MB`` -> 524288, ``1000`` -> 1000."""
+    if isinstance(text, bool):
+        raise ConfigError(f"{what}: must be a size like 48KB, 0.5MB or a byte count, got {text!r}")
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+        unit = match.group(2).lower() if match else None
+        if not match or unit not in _UNITS:
+            raise ConfigError(f"{what}: must be a size like 48KB, 0.5MB or a byte count, got {text!r}")
+        value = float(match.group(1)) * _UNITS[unit]
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{what}: must be a positive size, got {text!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Budget:
+    target: str = "cpu"
+    max_flash: int | None = None
+    max_arena: int | None = None
+    max_macs: int | None = None
+    max_latency_ms: float | None = None
+    max_instructions: int | None = None
+    max_loss: float = 1.0
+    board: str | None = None
+
+    def limits(self) -> dict[str, float]:
+        """The constraints that are set, by name."""
+        return {k: float(getattr(self, k)) for k in CONSTRAINTS if getattr(self, k) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_budget(
+    target: str = "cpu",
+    board: str | None = None,
+    max_flash: Any = None,
+    max_arena: Any = None,
+    max_macs: Any = None,
+    max_latency_ms: Any = None,
+    max_instructions: Any = None,
+    max_loss: Any = 1.0,
+    prefix: str = "--",
+) -> Budget:
+    """A validated budget; a board fills flash and arena from its profile unless they are given."""
+    problems = Problems()
+    name = (
+        (lambda key: f"{prefix}{key.replace('_', '-')}") if prefix == "--" else (lambda key: f"{prefix}{key}")
+    )
+    if target not in TARGETS:
+        problems.add(f"{name('target')}: must be one of {list(TARGETS)}, got {target!r}")
+    values: dict[str, Any] = {}
+    for key, value in (("max_flash", max_flash), ("max_arena", max_arena)):
+        if value is not None:
+            with problems.collect():
+                values[key] = parse_size(value, name(key))
+    if board is not None:
+        from edgeslim.export.boards import load_board
+
+        try:
+            profile = load_board(board)
+        except EdgeslimError as exc:
+            problems.add(f"{name('board')}: {exc.message}", exc.hint)
+        else:
+            values.setdefault("max_flash", profile.flash_available)
+            if target == "mcu":
+                values.setdefault("max_arena", profile.ram_available)
+    for key, value, kind in (
+        ("max_macs", max_macs, int),
+        ("max_latency_ms", max_latency_ms, float),
+        ("max_instructions", max_instructions, int),
+    ):
+        if value is None:
+            continue
+        number = _number(value)
+        if number is None or number <= 0:
+            problems.add(f"{name(key)}: must be a positive number, got {value!r}")
+        else:
+            values[key] = kind(number)
+    loss = _number(max_loss)
+    if loss is None or not 0 <= loss <= 100:
+        problems.add(f"{name('max_loss')}: must be accuracy points in [0, 100], got {max_loss!r}")
+    if target != "mcu":
+        for key, given in (("max_arena", max_arena), ("max_instructions", max_instructions)):
+            if given is not None:
+                problems.add(f"{name(key)}: applies to target mcu only", f"add {name('target')} mcu")
+    problems.raise_if_any()
+    if not values:
+        raise ConfigError(
+            "fit needs a budget: none of board, max flash, max arena, max MACs, max latency is set",
+            "e.g. --board stm32l4r5, or --max-flash 48KB",
+        )
+    return Budget(target=target, max_loss=float(loss or 0.0), board=board, **values)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

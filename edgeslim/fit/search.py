@@ -1,0 +1,282 @@
+"""The adaptive search: sensitivity -> select -> trials, measured, until the budget and the loss hold.
+
+Each round selects plans for the budget as the calibrated cost model predicts it (one at the budget,
+one with a safety margin), runs them as independent trials (in-process or on Ray), and feeds the real
+artifacts' figures back into the cost model. A round whose best trial breaks a constraint tightens
+the predicted budget for that constraint by what the measurement showed; a round whose best trial
+holds everything with room to spare relaxes it, so the next plan can spend the room on accuracy.
+Loss is judged on the validation split; the test split is read once, for the winner.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeslim.fit import sensitivity
+from edgeslim.fit.budget import Budget
+from edgeslim.fit.costs import CostModel
+from edgeslim.fit.select import select
+from edgeslim.fit.space import Plan, search_space
+from edgeslim.fit.stats import compare
+from edgeslim.fit.trial import TrialResult, TrialSettings, run_trial
+
+MARGIN = 0.88  # the second plan of a round aims this far under the budget
+SLACK = 0.08  # a winner this far under every limit may buy accuracy with the room
+Notify = Callable[[str], None]
+
+
+@dataclass
+class SearchState:
+    budget: Budget
+    units: list[Any]
+    cost: CostModel
+    losses: list[list[float]]
+    baseline_val: float
+    baseline_correct: list[bool]
+    per_tensor_loss: float | None
+    trials: list[TrialResult] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    scale: dict[str, float] = field(default_factory=dict)
+    epochs: int = 0  # fine-tuning epochs of the next trials; raised when the loss binds
+    base_epochs: int = 0
+
+    def judge(self, trial: TrialResult) -> dict[str, Any]:
+        """Whether a trial meets each constraint and the loss, with the paired statistics."""
+        limits = self.budget.limits()
+        over = {}
+        for key, limit in limits.items():
+            value = trial.measured.get(key)
+            if value is not None and value > limit:
+                over[key] = value / limit - 1.0
+        if trial.measured.get("edgetpu_unmapped"):
+            over["edgetpu"] = trial.measured["edgetpu_unmapped"]
+        stats = compare(self.baseline_correct, trial.val_correct) if trial.val_correct else None
+        loss = stats["loss_points"] if stats else math.inf
+        return {
+            "trial": trial.index,
+            "meets_budget": not trial.failed and not over,
+            "over": over,
+            "loss_points": loss,
+            "within_loss": loss <= self.budget.max_loss,
+            "validation": stats,
+        }
+
+
+def run_search(
+    model: Any,
+    model_file: bytes,
+    data: Any,
+    budget: Budget,
+    techniques: tuple[str, ...],
+    settings: TrialSettings,
+    executor: Any,
+    out_dir: Path,
+    max_trials: int,
+    notify: Notify,
+) -> tuple[SearchState, dict[str, Any]]:
+    from edgeslim.compress.channels import ChannelAnalysis
+    from edgeslim.layers.graph import ModelGraph
+
+    graph = ModelGraph(model)
+    analysis = ChannelAnalysis(graph, lambda layer: True)
+    units = search_space(graph, analysis, techniques)
+    cost = CostModel(graph, analysis, units, quantized="quantize" in techniques)
+    correct = _correct(model, data.x_val, data.y_val)
+    shared_model, shared_data = executor.share(model_file), executor.share(data)
+
+    notify(f"baseline: validation accuracy {np.mean(correct):.2%}; measuring its {budget.target} export")
+    state = SearchState(budget, units, cost, [], float(np.mean(correct)), correct, None)
+    base = _baseline(state, shared_model, shared_data, settings, techniques, executor, out_dir)
+    shared = (shared_model, shared_data)
+    table, cached = _sensitivity(model_file, data, units, executor, shared, state.baseline_val, notify)
+    state.losses = sensitivity.losses(table, units)
+    state.scale = {k: 1.0 for k in budget.limits()}
+    state.epochs = state.base_epochs = settings.finetune_epochs
+    trials_left = max_trials
+    while trials_left > 0:
+        plans = _propose(state, "quantize" in techniques)
+        plans = plans[:trials_left]
+        if not plans:
+            notify("no new plan to try: the search has converged")
+            break
+        start_index = len(state.trials)
+        notify(
+            f"trials {start_index}..{start_index + len(plans) - 1}: " + "; ".join(_short(p) for p in plans)
+        )
+        calls = [
+            (
+                start_index + i,
+                shared_model,
+                shared_data,
+                plan,
+                settings,
+                str(out_dir / "trials" / f"{start_index + i:02d}"),
+            )
+            for i, plan in enumerate(plans)
+        ]
+        predicted = [cost.predict(plan) for plan in plans]  # before the measurements calibrate it
+        results = executor.map(run_trial, calls, on_failure=_failed_trial)
+        trials_left -= len(plans)
+        for plan, trial, guess in zip(plans, results, predicted, strict=True):
+            state.trials.append(trial)
+            verdict = state.judge(trial) | {"predicted": guess}
+            state.evaluations.append(verdict)
+            if not trial.failed:
+                cost.observe(plan, trial.measured)
+            notify(_describe(trial, verdict))
+        if not _adapt(state, results):
+            break
+    return state, {"sensitivity": table, "sensitivity_cached": cached, "baseline_trial": base}
+
+
+def _baseline(
+    state: SearchState,
+    model: Any,
+    data: Any,
+    settings: TrialSettings,
+    techniques: tuple,
+    executor: Any,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """The input model exported as it is (post-training quantization): calibrates the cost model, and
+    says what per-tensor int8 costs in accuracy against per channel."""
+    quantize = "quantize" in techniques
+    plans = [Plan((), per_channel=True, quantize=quantize)]
+    if quantize:
+        plans.append(Plan((), per_channel=False, quantize=True))
+    calls = [
+        (
+            -1 - i,
+            model,
+            data,
+            plan,
+            replace(settings, finetune_epochs=0, qat=False),
+            str(out_dir / "trials" / f"baseline-{i}"),
+        )
+        for i, plan in enumerate(plans)
+    ]
+    results = executor.map(run_trial, calls, on_failure=_failed_trial)
+    for plan, trial in zip(plans, results, strict=True):
+        if trial.failed:
+            from edgeslim.errors import EdgeslimError
+
+            raise EdgeslimError(
+                f"the input model cannot be exported for {state.budget.target}: {trial.failed}"
+            )
+        state.cost.observe(plan, trial.measured)
+    if len(results) == 2 and results[0].val_accuracy is not None and results[1].val_accuracy is not None:
+        state.per_tensor_loss = max(0.0, results[0].val_accuracy - results[1].val_accuracy)
+    return {
+        "per_channel": results[0].to_dict(),
+        "per_tensor": results[1].to_dict() if len(results) > 1 else None,
+    }
+
+
+def _sensitivity(
+    model_file: bytes, data: Any, units: list, executor: Any, shared: tuple, baseline: float, notify: Notify
+) -> tuple[dict, bool]:
+    shared_model, shared_data = shared
+    key = sensitivity.cache_key(model_file, data, units)
+    table = sensitivity.load_cached(key)
+    if table is not None:
+        notify(f"sensitivity: reusing the cached table ({len(sensitivity.tasks(units))} entries)")
+        return table, True
+    entries = sensitivity.tasks(units)
+    notify(f"sensitivity: {len(entries)} entries (each layer, each technique, each level, alone)")
+    chunks = [entries[i :: max(1, executor.workers)] for i in range(max(1, executor.workers))]
+    chunks = [c for c in chunks if c]
+    results = executor.map(
+        sensitivity.evaluate_chunk, [(shared_model, shared_data, units, c) for c in chunks]
+    )
+    accuracy = {}
+    for chunk, accs in zip(chunks, results, strict=True):
+        for entry, acc in zip(chunk, accs, strict=True):
+            accuracy[(entry[0], entry[1])] = acc
+    table = sensitivity.build_table(baseline, units, entries, [accuracy[(n, o)] for n, o in entries], key)
+    sensitivity.save_cached(key, table)
+    return table, False
+
+
+def _propose(state: SearchState, quantize: bool) -> list[Plan]:
+    tried = {t.plan_key for t in state.trials if t.epochs == state.epochs}
+    plans: list[Plan] = []
+    for margin in (1.0, MARGIN):
+        limits = {k: v * state.scale[k] * margin for k, v in state.budget.limits().items()}
+        chosen = select(state.units, state.losses, state.cost, limits, quantize, state.per_tensor_loss)
+        if chosen.plan.key() not in tried and all(chosen.plan.key() != p.key() for p in plans):
+            plans.append(chosen.plan)
+    return plans
+
+
+def _adapt(state: SearchState, results: list[TrialResult]) -> bool:
+    """Update the predicted budget from this round; False when the search should stop.
+
+    The best trial that holds the budget: with room left on every constraint, relax the predicted budget
+    so the next plan can spend the room on accuracy; without room, stop (whether the loss holds or not,
+    this is the least lossy plan the budget allows). No trial holds the budget: tighten each broken
+    constraint by what the closest trial measured.
+    """
+    verdicts = state.evaluations[-len(results) :]
+    limits = state.budget.limits()
+    fitting = [v for v in verdicts if v["meets_budget"]]
+    if fitting:
+        best = max(fitting, key=lambda v: (v["within_loss"], v["validation"]["accuracy"]))
+        trial = next(t for t in state.trials if t.index == best["trial"])
+        room = {k: 1 - trial.measured[k] / v for k, v in limits.items() if trial.measured.get(k) is not None}
+        if not room or min(room.values()) <= SLACK:
+            if best["within_loss"] or state.epochs >= 4 * state.base_epochs:
+                return False
+            state.epochs *= 2  # the budget is spent and the loss binds: train the same plan longer
+            return True
+        for key, free in room.items():
+            state.scale[key] *= min(1.25, 1 / (1 - free))
+        return True
+    measured = [t for t in results if not t.failed]
+    if not measured:
+        return False
+    closest = min(measured, key=lambda t: sum(state.judge(t)["over"].values()))
+    for key, limit in limits.items():
+        value = closest.measured.get(key)
+        if value is not None and value > limit:
+            state.scale[key] *= limit / value * 0.97
+    return True
+
+
+def _failed_trial(args: tuple, why: str) -> TrialResult:
+    index, _, _, plan, _, _ = args
+    return TrialResult(index=index, plan=plan.to_dict(), plan_key=plan.key(), failed=why)
+
+
+def _correct(model: Any, x: np.ndarray, y: np.ndarray) -> list[bool]:
+    import keras
+
+    outputs = np.concatenate(
+        [keras.ops.convert_to_numpy(model(x[i : i + 512], training=False)) for i in range(0, len(x), 512)]
+    )
+    return [bool(c) for c in np.argmax(outputs, axis=-1) == y]
+
+
+def _short(plan: Plan) -> str:
+    layers = plan.to_dict()["layers"]
+    return ", ".join(f"{k.split(' ')[0]} {v}" for k, v in layers.items()) or "quantize only"
+
+
+def _describe(trial: TrialResult, verdict: dict[str, Any]) -> str:
+    if trial.failed:
+        return f"  trial {trial.index}: failed: {trial.failed}"
+    m = trial.measured
+    parts = [f"{m['max_flash'] / 1024:.1f} KB"]
+    if m.get("max_arena") is not None:
+        parts.append(f"arena {m['max_arena'] / 1024:.1f} KB")
+    parts.append(f"{trial.macs:,} MACs")
+    status = "fits" if verdict["meets_budget"] else "over " + ", ".join(verdict["over"])
+    return (
+        f"  trial {trial.index}: {', '.join(parts)}; validation {trial.val_accuracy:.2%} "
+        f"(loss {verdict['loss_points']:+.2f} pt); {status}; {trial.seconds:.0f} s"
+    )

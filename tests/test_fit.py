@@ -1,0 +1,220 @@
+"""`edgeslim fit`: budgets, the cost model against built models, selection, statistics, and the search
+end to end on the digits (in-process, in a pipeline, and on a real local Ray cluster)."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeslim.analysis.keras_model import analyze_keras
+from edgeslim.cli import main
+from edgeslim.compress.channels import ChannelAnalysis
+from edgeslim.errors import ConfigError
+from edgeslim.fit import make_budget, parse_size
+from edgeslim.fit.costs import CostModel
+from edgeslim.fit.select import select
+from edgeslim.fit.space import Plan, search_space
+from edgeslim.fit.stats import compare, mcnemar, wilson
+from edgeslim.fit.trial import apply_plan
+from edgeslim.layers.graph import ModelGraph
+
+TECHNIQUES = ("prune", "lowrank", "separable", "quantize")
+
+
+def test_sizes_and_budgets():
+    assert parse_size("48KB", "x") == 48 * 1024 and parse_size("0.5MB", "x") == 512 * 1024
+    assert parse_size(1000, "x") == 1000 and parse_size("16 KiB", "x") == 16384
+    for bad in ("48QB", "-1", "0", True, "KB"):
+        with pytest.raises(ConfigError):
+            parse_size(bad, "--max-flash")
+    budget = make_budget("mcu", board="cortex-m4")
+    assert budget.max_flash == 1024 * 1024 - 128 * 1024 and budget.max_arena == 240 * 1024
+    assert make_budget("cpu", max_flash="48KB", max_loss=0.5).limits() == {"max_flash": 49152.0}
+    with pytest.raises(ConfigError, match="fit needs a budget"):
+        make_budget("cpu")
+    with pytest.raises(ConfigError) as info:
+        make_budget("cpu", max_arena="10KB", max_loss=-1)
+    assert len(info.value.problems) == 2  # both mistakes at once
+
+
+def test_statistics():
+    lo, hi = wilson(90, 100)
+    assert lo == pytest.approx(0.8256, abs=1e-3) and hi == pytest.approx(0.9448, abs=1e-3)
+    assert mcnemar(0, 0) == 1.0 and mcnemar(10, 0) == pytest.approx(2 / 1024)
+    result = compare([True] * 90 + [False] * 10, [True] * 85 + [False] * 5 + [True] * 5 + [False] * 5)
+    assert result["loss_points"] == 0.0 and result["mcnemar_p"] == 1.0  # 5 lost, 5 won
+
+
+@pytest.fixture(scope="module")
+def space(digits_model):
+    graph = ModelGraph(digits_model)
+    analysis = ChannelAnalysis(graph, lambda layer: True)
+    units = search_space(graph, analysis, TECHNIQUES)
+    return graph, units, CostModel(graph, analysis, units)
+
+
+def test_the_cost_model_prices_plans_as_built(digits, digits_model, space):
+    _, units, cost = space
+    assert {u.kind for u in units} == {"prune", "factor"}
+    rng = random.Random(0)
+    for _ in range(6):
+        plan = Plan.make(units, [rng.randrange(len(u.options)) for u in units])
+        predicted = cost.raw(plan)
+        built = analyze_keras(apply_plan(digits_model, digits, plan)[0])
+        # Exact but for the rounding of a low-rank fraction to a whole rank.
+        assert predicted["params"] == pytest.approx(built.total_params, rel=0.02), plan.to_dict()
+        assert predicted["macs"] == pytest.approx(built.total_macs, rel=0.02), plan.to_dict()
+
+
+def test_selection_meets_the_predicted_budget_and_is_deterministic(space):
+    _, units, cost = space
+    losses = [[0.0] + [0.01 * (j + 1) for j in range(len(u.options) - 1)] for u in units]
+    full = cost.predict(Plan.make(units, [0] * len(units)))
+    limits = {"max_flash": full["max_flash"] / 4, "max_macs": full["macs"] / 3}
+    first = select(units, losses, cost, limits)
+    again = select(units, losses, cost, limits)
+    assert first.feasible and first.plan == again.plan
+    assert (
+        first.predicted["max_flash"] <= limits["max_flash"] and first.predicted["macs"] <= limits["max_macs"]
+    )
+    loose = select(units, losses, cost, {"max_flash": full["max_flash"] * 2})
+    assert loose.plan.choices == () and loose.predicted_loss == 0.0  # nothing to give up
+    impossible = select(units, losses, cost, {"max_flash": 10})
+    assert not impossible.feasible
+
+
+def run_fit(model_path: Path, out: Path, *extra: str) -> tuple[int, dict]:
+    code = main(
+        [
+            "fit",
+            str(model_path),
+            "--out",
+            str(out),
+            "--max-flash",
+            "24KB",
+            "--max-trials",
+            "2",
+            "--finetune-epochs",
+            "3",
+            "--quiet",
+            *extra,
+        ]  # fmt: skip
+    )
+    return code, json.loads((out / "fit.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def fit_run(digits_model_path, tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("EDGESLIM_CACHE", str(tmp_path_factory.mktemp("cache")))
+    out = tmp_path_factory.mktemp("fit") / "run"
+    return out, *run_fit(digits_model_path, out)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_fit_finds_a_model_within_the_budget(fit_run, digits_model_path):
+    out, code, fit = fit_run
+    assert fit["schema"] == "edgeslim.fit/1" and code == (0 if fit["fits"] else 1)
+    assert fit["budget"]["max_flash"] == 24 * 1024 and not fit["sensitivity_cached"]
+    assert fit["sensitivity"]["accuracy"] and 1 <= len(fit["trials"]) <= 2
+    for trial in fit["trials"]:
+        assert trial["plan"]["layers"] and trial["evaluation"]["predicted"]["max_flash"] > 0
+        assert trial["evaluation"]["validation"]["samples"] > 0  # judged on the validation split
+    best = fit["best"]
+    assert best is not None and (out / best["artifact"]).is_file() and (out / best["model"]).is_file()
+    assert best["bytes"] <= 24 * 1024 or not fit["fits"]
+    assert best["test"]["samples"] == 360 and 0 <= best["test"]["mcnemar_p"] <= 1  # the test split, once
+    for name in ("report.json", "report.md", "report.html", "plots/trials.png", "plots/sensitivity.png"):
+        assert (out / "report" / name).is_file()
+    assert digits_model_path.is_file()
+
+
+def test_a_second_fit_reuses_the_sensitivity(fit_run, digits_model_path, tmp_path):
+    _, _, first = fit_run
+    code, second = run_fit(digits_model_path, tmp_path / "again", "--max-trials", "1")
+    assert second["sensitivity_cached"] and second["sensitivity"] == first["sensitivity"]
+    assert second["seconds"] < first["seconds"]
+
+
+def test_fit_mistakes_exit_2_with_one_line(digits_model_path, tmp_path, capsys):
+    for args in (
+        ["--max-flash", "48QB"],
+        [],
+        ["--target", "tpu", "--max-flash", "8KB"],
+        ["--max-flash", "8KB", "--techniques", "prune,dance"],
+        ["--target", "mcu", "--max-flash", "8KB", "--techniques", "prune"],
+        ["--max-flash", "8KB", "--workers", "0"],
+    ):
+        code = main(["fit", str(digits_model_path), "--out", str(tmp_path / "x"), *args])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and err.startswith("error:"), (args, err)
+
+
+def test_a_pipeline_fit_section_replaces_the_compress_list(digits_model_path, tmp_path):
+    from edgeslim.pipeline import load_config, run_pipeline
+
+    config = load_config(
+        overrides=[
+            f"model={digits_model_path}",
+            "train=null",
+            "compress=[]",
+            "fit.max_flash=24KB",
+            "fit.max_trials=1",
+            "fit.finetune_epochs=2",
+            "export.targets=[cpu]",
+        ]
+    )
+    result = run_pipeline(config, tmp_path / "run", progress=False)
+    assert [s.name for s in result.steps] == ["train", "01-fit", "exports/cpu", "report"]
+    fit_stage = result.report["stages"][1]
+    assert fit_stage["stage"] == "fit" and fit_stage["params"] < result.report["stages"][0]["params"]
+    assert (tmp_path / "run" / "01-fit" / "search" / "fit.json").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_cluster_gives_the_in_process_plan(fit_run, digits_model_path, tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="the scale extra (ray) is not installed")
+    monkeypatch.setenv("EDGESLIM_CACHE", str(tmp_path / "cache"))  # the sensitivity is computed on Ray
+    ray_cli = Path(sys.executable).parent / "ray"
+    if not ray_cli.is_file():
+        pytest.skip("no ray command beside this Python")
+    port = _free_port()
+    started = subprocess.run(
+        [
+            str(ray_cli),
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        _, _, local = fit_run
+        code, remote = run_fit(digits_model_path, tmp_path / "ray", "--ray-address", f"127.0.0.1:{port}")
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120)
+    assert remote["executor"]["kind"] == "ray" and remote["executor"]["workers"] == 2
+    assert remote["sensitivity"]["accuracy"] == local["sensitivity"]["accuracy"]
+    assert [t["plan"] for t in remote["trials"]][:1] == [t["plan"] for t in local["trials"]][:1]
