@@ -7,7 +7,6 @@ import json
 import pytest
 
 
-
 def test_chain_writes_every_stage_and_distils_from_the_input(tmp_path, digits, digits_model_path):
     """`edgeslim compress` is the pipeline without training or export: one orchestrator, one layout."""
     from edgeslim.modelio import load_keras_model, read_recipe

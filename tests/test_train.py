@@ -99,3 +99,51 @@ def test_l2_penalty_enters_the_loss(digits):
     assert not model.losses
     apply_l2(model, 1e-2)
     assert float(sum(model.losses)) > 0
+
+
+class _RecordingReporter:
+    """A ProgressReporter that keeps what it was told (what a notebook or a GUI would draw)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def start(self, description: str, total: int) -> None:
+        self.calls.append(("start", description, total))
+
+    def advance(self, steps: int = 1) -> None:
+        self.calls.append(("advance", steps))
+
+    def update(self, status: str, completed: int | None = None) -> None:
+        self.calls.append(("update", status, completed))
+
+    def stop(self) -> None:
+        self.calls.append(("stop",))
+
+
+def test_training_reports_through_an_injected_reporter(digits):
+    from edgeslim.progress import ProgressReporter
+    from edgeslim.train.config import TrainConfig
+    from edgeslim.train.fit import train_model
+    from edgeslim.train.zoo import build_model
+
+    reporter = _RecordingReporter()
+    assert isinstance(reporter, ProgressReporter)
+    config = TrainConfig(epochs=2, batch_size=256, optimizer="adam", learning_rate=0.003)
+    train_model(build_model("digits_cnn", (8, 8, 1), 10), digits, config, progress=reporter)
+    steps = -(-len(digits.x_train) // 256)
+    assert reporter.calls[0] == ("start", "train", 2 * steps) and reporter.calls[-1] == ("stop",)
+    assert sum(1 for c in reporter.calls if c[0] == "advance") == 2 * steps
+    updates = [c for c in reporter.calls if c[0] == "update"]
+    assert [u[2] for u in updates] == [steps, 2 * steps] and "epoch 2/2" in updates[-1][1]
+
+
+def test_training_imports_neither_the_cli_nor_compress():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nimport edgeslim.train.fit, edgeslim.train.finetune, edgeslim.train.progress\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('edgeslim.cli', 'edgeslim.compress'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

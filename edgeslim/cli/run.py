@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,34 +13,62 @@ from edgeslim.cli.app import app, console, print_json
 @app.command("eval")
 def eval_command(
     artifact: Annotated[Path, typer.Argument(help="An exported .tflite or .onnx file.")],
-    dataset: Annotated[str, typer.Option(help="digits, mnist, fashion_mnist or npz.")] = "digits",
-    data_dir: Annotated[Path | None, typer.Option(help="IDX folder (mnist) or .npz file (npz).")] = None,
+    dataset: Annotated[str, typer.Option(help="digits, mnist, fashion_mnist, npz or folder.")] = "digits",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="IDX folder (mnist), .npz file (npz) or image folder (folder).")
+    ] = None,
+    image_size: Annotated[
+        str | None, typer.Option(help="folder: resize images to HxW (default: the model's input size).")
+    ] = None,
+    color_mode: Annotated[
+        str | None, typer.Option(help="folder: grayscale or rgb (default: the model's input channels).")
+    ] = None,
     backend: Annotated[
         str | None, typer.Option(help="litert, tflm or onnxruntime (default: by file type).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads.")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N test samples.")] = None,
+    anomaly_class: Annotated[
+        int | None,
+        typer.Option(help="Reconstruction: flag this class as anomalous and report the anomaly AUC."),
+    ] = None,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print accuracy, samples and backend as JSON.")
+        bool,
+        typer.Option("--json", help="Print the task's metrics (accuracy; or mse, mae, auc) as JSON."),
     ] = False,
 ) -> None:
-    """Accuracy of ARTIFACT on the dataset's test split, in the artifact's own runtime."""
+    """The task's metrics of ARTIFACT on the dataset's test split, in the artifact's own runtime:
+    accuracy for a classifier, MSE for regression and reconstruction (and the anomaly AUC)."""
     from edgeslim.data import load_dataset
+    from edgeslim.data.anomaly import dataset_for_task
     from edgeslim.runtime import evaluate, load
 
     model = load(artifact, backend=backend, threads=threads)
-    data = load_dataset(dataset, data_dir)
-    result = evaluate(model, data.x_test, data.y_test, limit=limit)
+    options: dict[str, Any] = {"image_size": image_size, "color_mode": color_mode}
+    if dataset == "folder":  # images are resized to the model's input and labelled in its class order
+        from edgeslim.data.folder import folder_options_for_model
+
+        options = folder_options_for_model(model.inputs[0].shape, model.class_names, image_size, color_mode)
+    data = load_dataset(dataset, data_dir, anomaly_class=anomaly_class, **options)
+    data = dataset_for_task(data, model.task)  # an autoencoder on a labelled dataset reconstructs it
+    result = evaluate(model, data.x_test, data.y_test, limit=limit, task=data.task, anomaly=data.anomaly)
     result["artifact"] = str(artifact)
     if json_output:
         print_json(result)
         return
     console.print(
-        f"{artifact.name}: accuracy [bold]{result['accuracy']:.2%}[/] "
+        f"{artifact.name}: {_scores(result)} "
         f"on {result['samples']} {data.name} test "
         f"samples ({result['backend']}, {result['seconds']:.2f} s)",
         highlight=False,
     )
+
+
+def _scores(result: dict[str, Any]) -> str:
+    if "accuracy" in result:
+        return f"accuracy [bold]{result['accuracy']:.2%}[/]"
+    auc = f", anomaly AUC [bold]{result['auc']:.3f}[/]" if result.get("auc") is not None else ""
+    return f"MSE [bold]{result['mse']:.4g}[/]{auc}"
 
 
 @app.command("bench")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,8 +15,8 @@ def train(
     model: Annotated[
         str,
         typer.Option(
-            help="Zoo name (mnistnet1-3, lenet5, cifarnet, dscnn, resnet8, digits_cnn) "
-            "or a path to a .keras model."
+            help="Zoo name (mnistnet1-3, lenet5, cifarnet, dscnn, resnet8, digits_cnn, lstm_rows, "
+            "autoencoder) or a path to a .keras model."
         ),
     ] = "digits_cnn",
     dataset: Annotated[str, typer.Option(help="digits, mnist, fashion_mnist or npz.")] = "digits",
@@ -36,6 +36,13 @@ def train(
     augment_rotation: Annotated[float, typer.Option(help="Random rotation, fraction of a turn.")] = 0.0,
     augment_flip: Annotated[bool, typer.Option(help="Random horizontal flips.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed (training is repeatable on CPU).")] = 0,
+    anomaly_class: Annotated[
+        int | None,
+        typer.Option(
+            help="Anomaly detection: train a reconstruction model (autoencoder) on the other classes; "
+            "the test split's reconstruction error is scored as anomaly AUC."
+        ),
+    ] = None,
     unsafe_load: Annotated[
         bool, typer.Option(help="Allow a .keras model that carries code (Lambda).")
     ] = False,
@@ -43,6 +50,7 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train a model and write RUN/model.keras, RUN/history.json and RUN/metrics.json."""
+    from edgeslim.progress import RichReporter
     from edgeslim.train.config import TrainConfig
     from edgeslim.train.run import train_to_dir
 
@@ -67,15 +75,25 @@ def train(
         config,
         data_dir=data_dir,
         unsafe=unsafe_load,
-        progress=not (quiet or json_output),
+        progress=None if quiet or json_output else RichReporter(console),
+        anomaly_class=anomaly_class,
     )
     if json_output:
         print_json(run.metrics)
         return
     m = run.metrics
     console.print(
-        f"[green]trained[/] {m['model']} on {m['dataset']['name']}: "
-        f"test accuracy [bold]{m['test_accuracy']:.2%}[/], "
+        f"[green]trained[/] {m['model']} on {m['dataset']['name']}: {_scores(m)}, "
         f"{m['params']:,} parameters, {m['macs']:,} multiplications, {m['seconds_per_epoch']:.1f} s/epoch"
     )
     console.print(f"wrote {run.model_path}")
+
+
+def _scores(metrics: dict[str, Any]) -> str:
+    """The task's test figures: accuracy for classification; MSE (and anomaly AUC) otherwise."""
+    if "test_accuracy" in metrics:
+        return f"test accuracy [bold]{metrics['test_accuracy']:.2%}[/]"
+    parts = [f"test MSE [bold]{metrics['test_mse']:.4g}[/]"]
+    if metrics.get("test_auc") is not None:
+        parts.append(f"anomaly AUC [bold]{metrics['test_auc']:.3f}[/]")
+    return ", ".join(parts)

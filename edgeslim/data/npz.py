@@ -1,4 +1,19 @@
-"""A user's own ``.npz`` with x_train, y_train, x_test, y_test (optional x_val, y_val)."""
+"""A user's own ``.npz``: inputs, targets and (optionally) the task, by key.
+
+Keys, for each split ``S`` in train, test and (optionally) val:
+
+- inputs: ``x_S`` for one input, or ``x_S_<name>`` for several named inputs (``x_train_audio``,
+  ``x_train_meta``: a model whose ``keras.Input``s are named ``audio`` and ``meta``);
+- targets: ``y_S`` for one output, or ``y_S_<name>`` for several named outputs;
+- ``task`` (optional, a string array): classification, regression or reconstruction. Without it the
+  targets decide: integer targets classify, float targets regress, and no targets at all means
+  reconstruction (the target is the input);
+- ``anomaly_test`` (optional, reconstruction): one 0/1 flag per test sample, 1 for anomalous.
+
+A single ``x_S`` with three dimensions holds images (N, H, W) and gains a channel axis, as before;
+other inputs are taken as they are. Integer inputs are raw 8-bit values (preprocessing x / 255).
+Without ``x_val``, 10 % of train validates (stratified by class when classifying).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeslim.data.dataset import Dataset, Preprocessing
+from edgeslim.data.dataset import Arrays, Dataset, Preprocessing
 from edgeslim.data.split import stratified_split
 from edgeslim.errors import EdgeslimError
+from edgeslim.tasks import TASK_NAMES
 
-REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 VAL_FRACTION = 0.1
+SPLITS = ("train", "test", "val")
 
 
 def load_npz(path: str | Path, seed: int = 0) -> Dataset:
@@ -24,53 +40,187 @@ def load_npz(path: str | Path, seed: int = 0) -> Dataset:
             arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise EdgeslimError(f"{path}: not a readable .npz file ({exc})", "save it with numpy.savez") from None
-    missing = [k for k in REQUIRED if k not in arrays]
+    xs = {split: _group(arrays, f"x_{split}") for split in SPLITS}
+    ys = {split: _group(arrays, f"y_{split}") for split in SPLITS}
+    missing = [f"x_{s}" for s in ("train", "test") if xs[s] is None]
     if missing:
-        raise EdgeslimError(f"{path}: missing arrays {missing}", f"the .npz needs {list(REQUIRED)}")
-    x_train, y_train = (
-        _images(arrays["x_train"], path, "x_train"),
-        _labels(arrays["y_train"], path, "y_train"),
-    )
-    x_test, y_test = _images(arrays["x_test"], path, "x_test"), _labels(arrays["y_test"], path, "y_test")
-    for xk, x, yk, y in (("x_train", x_train, "y_train", y_train), ("x_test", x_test, "y_test", y_test)):
-        if len(x) != len(y):
-            raise EdgeslimError(f"{path}: {xk} has {len(x)} rows but {yk} has {len(y)}", "fix the arrays")
-    if x_train.shape[1:] != x_test.shape[1:]:
         raise EdgeslimError(
-            f"{path}: x_train samples {x_train.shape[1:]} differ from x_test {x_test.shape[1:]}"
+            f"{path}: missing arrays {missing}",
+            "the .npz needs x_train and x_test (or x_train_<input>, x_test_<input> per named input)",
         )
-    if "x_val" in arrays and "y_val" in arrays:
-        x_val, y_val = _images(arrays["x_val"], path, "x_val"), _labels(arrays["y_val"], path, "y_val")
-    else:
-        fit, val = stratified_split(y_train, VAL_FRACTION, seed)
-        x_train, x_val, y_val, y_train = x_train[fit], x_train[val], y_train[val], y_train[fit]
-    # Integer images are taken as raw 8-bit pixels; float images as already preprocessed.
-    raw_is_int = np.issubdtype(arrays["x_train"].dtype, np.integer)
-    prep = Preprocessing(scale=1 / 255.0, raw_dtype="uint8") if raw_is_int else Preprocessing()
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    task = _task(arrays, ys, path)
+    if task != "reconstruction":
+        absent = [f"y_{s}" for s in ("train", "test") if ys[s] is None]
+        if absent:
+            raise EdgeslimError(
+                f"{path}: missing arrays {absent}", f"a {task} .npz needs targets y_train, y_test"
+            )
+    for split in SPLITS:
+        xs[split] = _inputs(xs[split], path, split)
+        if ys[split] is not None:
+            ys[split] = _targets(ys[split], path, split, task)
+    _check_matching(xs, ys, path)
+    if xs["val"] is None or (task != "reconstruction" and ys["val"] is None):
+        _hold_out_validation(xs, ys, task, seed)
+    prep = _preprocessing(xs["train"], path)
+    for split in SPLITS:
+        xs[split] = _apply(prep, xs[split])
+        if task == "reconstruction" and ys[split] is None:
+            ys[split] = xs[split]  # an autoencoder's target is its (preprocessed) input
+    num_classes = 0
+    if task == "classification" and not isinstance(ys["train"], dict):  # several outputs: per output
+        num_classes = int(max(np.max(ys["train"]), np.max(ys["test"]))) + 1
+    anomaly = arrays.get("anomaly_test")
+    if anomaly is not None:
+        if task != "reconstruction":
+            raise EdgeslimError(f"{path}: anomaly_test is for reconstruction, not {task}", "drop the array")
+        anomaly = np.asarray(anomaly).reshape(-1).astype(bool)
     return Dataset(
         name=path.stem,
-        x_train=prep.apply(x_train),
-        y_train=y_train,
-        x_val=prep.apply(x_val),
-        y_val=y_val,
-        x_test=prep.apply(x_test),
-        y_test=y_test,
+        x_train=xs["train"],
+        y_train=ys["train"],
+        x_val=xs["val"],
+        y_val=ys["val"],
+        x_test=xs["test"],
+        y_test=ys["test"],
         class_names=[str(i) for i in range(num_classes)],
         preprocessing=prep,
+        task=task,
+        anomaly=anomaly,
     )
 
 
-def _images(x: np.ndarray, path: Path, key: str) -> np.ndarray:
-    if x.ndim == 3:  # (N, H, W): add the channel axis
+def _group(arrays: dict[str, np.ndarray], key: str) -> Arrays | None:
+    """``key`` alone, or every ``key_<name>`` as a dict by name (both at once is ambiguous)."""
+    named = {
+        k[len(key) + 1 :]: v for k, v in arrays.items() if k.startswith(key + "_") and len(k) > len(key) + 1
+    }
+    if key in arrays and named:
+        raise EdgeslimError(
+            f"npz has both {key} and {sorted(key + '_' + n for n in named)}",
+            f"use {key} for one array or {key}_<name> for several, not both",
+        )
+    if key in arrays:
+        return arrays[key]
+    return named or None
+
+
+def _task(arrays: dict[str, np.ndarray], ys: dict[str, Arrays | None], path: Path) -> str:
+    if "task" in arrays:
+        task = str(np.asarray(arrays["task"]).reshape(-1)[0]) if np.asarray(arrays["task"]).size else ""
+        if task not in TASK_NAMES:
+            raise EdgeslimError(
+                f"{path}: task {task!r} is unknown", f"the task array holds one of {TASK_NAMES}"
+            )
+        return task
+    train = ys["train"]
+    if train is None:
+        return "reconstruction"
+    first = next(iter(train.values())) if isinstance(train, dict) else train
+    return "classification" if np.issubdtype(np.asarray(first).dtype, np.integer) else "regression"
+
+
+def _inputs(x: Arrays | None, path: Path, split: str) -> Arrays | None:
+    if x is None:
+        return None
+    if isinstance(x, dict):
+        return {name: _input(v, path, f"x_{split}_{name}", images=False) for name, v in x.items()}
+    return _input(x, path, f"x_{split}", images=True)
+
+
+def _input(x: np.ndarray, path: Path, key: str, images: bool) -> np.ndarray:
+    if images and x.ndim == 3:  # (N, H, W): add the channel axis
         x = x[..., None]
-    if x.ndim != 4:
-        raise EdgeslimError(f"{path}: {key} has shape {x.shape}", "expected (N, H, W) or (N, H, W, C)")
+    if x.ndim < 2 or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise EdgeslimError(
+            f"{path}: {key} has shape {x.shape} and dtype {x.dtype}",
+            "expected numbers with a sample axis first: (N, features...), e.g. (N, H, W, C)",
+        )
     return x
 
 
-def _labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
-    y = np.asarray(y).reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
-        raise EdgeslimError(f"{path}: {key} must be a 1-D array of non-negative integer class ids")
-    return y.astype(np.int64)
+def _targets(y: Arrays, path: Path, split: str, task: str) -> Arrays:
+    if isinstance(y, dict):
+        return {name: _target(v, path, f"y_{split}_{name}", task) for name, v in y.items()}
+    return _target(y, path, f"y_{split}", task)
+
+
+def _target(y: np.ndarray, path: Path, key: str, task: str) -> np.ndarray:
+    if task == "classification":
+        y = np.asarray(y).reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
+            raise EdgeslimError(f"{path}: {key} must be a 1-D array of non-negative integer class ids")
+        return y.astype(np.int64)
+    if y.ndim < 1 or not np.issubdtype(y.dtype, np.number):
+        raise EdgeslimError(f"{path}: {key} must hold numbers for a {task} task, got {y.dtype}")
+    return y.astype(np.float32)
+
+
+def _check_matching(xs: dict[str, Arrays | None], ys: dict[str, Arrays | None], path: Path) -> None:
+    for split in SPLITS:
+        rows = {f"x_{split}{_suffix(k)}": len(v) for k, v in _items(xs[split])}
+        rows |= {f"y_{split}{_suffix(k)}": len(v) for k, v in _items(ys[split])}
+        if len(set(rows.values())) > 1:
+            raise EdgeslimError(
+                f"{path}: different row counts in the {split} split: {rows}", "fix the arrays"
+            )
+    train, test = xs["train"], xs["test"]
+    names = (sorted(train), sorted(test)) if isinstance(train, dict) and isinstance(test, dict) else None
+    if isinstance(train, dict) != isinstance(test, dict) or (names and names[0] != names[1]):
+        raise EdgeslimError(f"{path}: x_train and x_test name different inputs", "give both the same inputs")
+    for key, tr in _items(train):
+        te = test[key] if isinstance(test, dict) else test
+        if tr.shape[1:] != te.shape[1:]:
+            raise EdgeslimError(
+                f"{path}: x_train{_suffix(key)} samples {tr.shape[1:]} differ from x_test {te.shape[1:]}"
+            )
+
+
+def _hold_out_validation(
+    xs: dict[str, Arrays | None], ys: dict[str, Arrays | None], task: str, seed: int
+) -> None:
+    rows = len(next(v for _, v in _items(xs["train"])))
+    if task == "classification":  # stratified by the (first) output's classes
+        labels = ys["train"]
+        labels = labels[sorted(labels)[0]] if isinstance(labels, dict) else labels
+        fit, val = stratified_split(np.asarray(labels), VAL_FRACTION, seed)
+    else:
+        order = np.random.default_rng(seed).permutation(rows)
+        n_val = int(round(rows * VAL_FRACTION))
+        fit, val = np.sort(order[n_val:]), np.sort(order[:n_val])
+    for group in (xs, ys):
+        if group["train"] is not None:
+            whole = group["train"]
+            group["val"] = _rows(whole, val)
+            group["train"] = _rows(whole, fit)
+
+
+def _preprocessing(x: Arrays | None, path: Path) -> Preprocessing:
+    # Integer inputs are taken as raw 8-bit values; float inputs as already preprocessed.
+    kinds = {np.issubdtype(v.dtype, np.integer) for _, v in _items(x)}
+    if len(kinds) > 1:
+        raise EdgeslimError(
+            f"{path}: some inputs are integers (raw 8-bit) and some float",
+            "store every input as float (already preprocessed), or every input as uint8",
+        )
+    return Preprocessing(scale=1 / 255.0, raw_dtype="uint8") if kinds == {True} else Preprocessing()
+
+
+def _apply(prep: Preprocessing, x: Arrays | None) -> Arrays | None:
+    if isinstance(x, dict):
+        return {k: prep.apply(v) for k, v in x.items()}
+    return None if x is None else prep.apply(x)
+
+
+def _rows(arrays: Arrays, idx: np.ndarray) -> Arrays:
+    return {k: v[idx] for k, v in arrays.items()} if isinstance(arrays, dict) else arrays[idx]
+
+
+def _items(arrays: Arrays | None) -> list[tuple[str, np.ndarray]]:
+    if arrays is None:
+        return []
+    return sorted(arrays.items()) if isinstance(arrays, dict) else [("", arrays)]
+
+
+def _suffix(name: str) -> str:
+    return f"_{name}" if name else ""

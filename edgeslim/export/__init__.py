@@ -9,8 +9,8 @@ and the verification results. Importing this package does not import TensorFlow.
 
 from edgeslim.export.api import ExportVerificationError, export_model
 from edgeslim.export.artifact import Artifact
-from edgeslim.export.quant import QuantRecipe, parse_quant
 from edgeslim.export.registry import FORMATS, TARGETS
+from edgeslim.recipe import QuantRecipe, parse_quant
 
 __all__ = [
     "FORMATS",

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeslim.atomic import sha256_file, write_bytes
 from edgeslim.errors import EdgeslimError
 from edgeslim.export.artifact import SIDECAR_VERSION, Artifact, file_facts, tool_versions
-from edgeslim.export.keras_graph import single_input_shape
-from edgeslim.export.quant import QuantRecipe, parse_quant
+from edgeslim.export.keras_graph import input_specs
 from edgeslim.export.registry import FORMATS, TARGETS
 from edgeslim.export.target import ExportContext, Plan, Target
 from edgeslim.export.verify import DEFAULT_FLOOR, keras_reference, verify_artifact
+from edgeslim.recipe import QuantRecipe, parse_quant
 from edgeslim.runtime import load
 
 if TYPE_CHECKING:
@@ -44,8 +46,8 @@ def export_model(
     formats: list[str] | str | None = None,
     quant: str | dict[str, Any] | QuantRecipe | None = None,
     board: str | None = None,
-    calib_samples: int = 200,
-    io_dtype: str = "int8",
+    calib_samples: int | None = None,
+    io_dtype: str | None = None,
     agreement_floor: float = DEFAULT_FLOOR,
     verify: bool = True,
     source_path: str | Path | None = None,
@@ -55,35 +57,53 @@ def export_model(
     name: str = "model",
     strict: bool = True,
     unsafe_load: bool = False,
+    per_channel: bool | None = None,
+    firmware: bool = False,
+    firmware_samples: int | None = None,
 ) -> list[Artifact]:
     """Export ``model`` for ``target`` into ``out_dir`` and verify each file in its own runtime.
 
-    ``quant``: a mode (float32, float16, dynamic, int8, int16x8) or a recipe dict from the quantize
-    stage; ``None`` takes the target's default per format. ``verify_samples`` caps the test samples
+    ``quant``: a mode (float32, float16, dynamic, int8, int16x8), a recipe dict or a QuantRecipe; with
+    ``None`` the recipe saved with the model file (by a quantize stage) applies where the target takes its
+    mode, else the target's default mode per format. ``calib_samples``, ``io_dtype`` and ``per_channel``
+    override the recipe's (None keeps it; without a recipe: 200 samples, int8 I/O, per channel).
+    ``verify_samples`` caps the test samples
     used for verification (None: the whole test set). An artifact whose argmax agreement with Keras
     falls below ``agreement_floor`` is still written, with ``verification.passed: false`` in its
     sidecar; with ``strict`` (the default) the export then raises :class:`ExportVerificationError`,
     otherwise it returns and the caller checks ``artifact.passed``.
+
+    ``firmware`` (target mcu): also build the C package into firmware for the board's Cortex-M, run it
+    on QEMU's emulated board on ``firmware_samples`` test samples (default 32), and take the arena, flash
+    and RAM for the board fit from it (see ``edgeslim.export.firmware``).
     """
     if target not in TARGETS:
         raise EdgeslimError(f"unknown target {target!r}", f"choose one of {sorted(TARGETS)}")
     if not 0.0 <= agreement_floor <= 1.0:
         raise EdgeslimError(f"agreement_floor must be between 0 and 1, got {agreement_floor}")
     chosen: Target = TARGETS[target]
+    if firmware and target != "mcu":
+        raise EdgeslimError(
+            f"firmware applies to target mcu, not {target}", "drop --firmware or use --target mcu"
+        )
+    if firmware_samples is not None and firmware_samples < 1:
+        raise EdgeslimError(f"firmware_samples must be at least 1, got {firmware_samples}")
     source = _source(model, source_path)
+    saved = _saved_recipe(model, source_path) if quant is None else None
     if isinstance(model, str | Path):
         from edgeslim.modelio import load_keras_model
 
         model = load_keras_model(model, unsafe=unsafe_load)
     _check_dataset(model, dataset)
-    recipe = parse_quant(quant, calib_samples=calib_samples, io_dtype=io_dtype, calibration=calibration)
-    mode_given = recipe is not None
-    base = recipe or QuantRecipe("int8", True, calib_samples, io_dtype, calibration)
     format_names = [formats] if isinstance(formats, str) else formats
+    overrides = {"calib_samples": calib_samples, "io_dtype": io_dtype, "per_channel": per_channel}
+    base, mode_given = _resolve_recipe(quant, saved, overrides, calibration, chosen, format_names)
     plans = chosen.plan(format_names, base, mode_given, FORMATS)
 
     out = Path(out_dir)
     context = ExportContext(out_dir=out, dataset=dataset, board=board, floor=agreement_floor)
+    if firmware:
+        context.options.update(firmware=True, firmware_samples=firmware_samples)
     if verify:
         context.reference = keras_reference(model, dataset, verify_samples)
     common = {
@@ -99,7 +119,9 @@ def export_model(
     failed = [a for a in artifacts if not a.passed]
     if failed and strict:
         details = "; ".join(
-            f"{a.path.name}: agreement {a.sidecar['verification']['agreement']:.2%}" for a in failed
+            f"{a.path.name}: {v['criterion']} {v['score']:.2%}"
+            for a in failed
+            for v in [a.sidecar["verification"]]
         )
         raise ExportVerificationError(
             f"{len(failed)} artifact(s) fell below the {agreement_floor:.0%} agreement floor ({details})",
@@ -150,6 +172,40 @@ def _export_one(
     return artifact
 
 
+def _saved_recipe(model: Any, source_path: str | Path | None) -> QuantRecipe | None:
+    from edgeslim.modelio import read_recipe
+
+    path = source_path if source_path is not None else (model if isinstance(model, str | Path) else None)
+    return read_recipe(path) if path is not None and Path(path).is_file() else None
+
+
+def _resolve_recipe(
+    quant: Any,
+    saved: QuantRecipe | None,
+    overrides: dict[str, Any],
+    calibration: str,
+    target: Target,
+    formats: list[str] | None,
+) -> tuple[QuantRecipe, bool]:
+    """(the recipe, whether its mode was chosen rather than left to the target).
+
+    A saved recipe's mode applies only where every format the target writes takes it (an mcu export of
+    a float16 model still writes int8); its other settings (per channel, I/O type, samples) always do.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if quant is not None:
+        recipe = parse_quant(
+            quant, calibration=calibration, **{k: v for k, v in given.items() if k != "per_channel"}
+        )
+        assert recipe is not None
+        return (replace(recipe, per_channel=given["per_channel"]) if "per_channel" in given else recipe), True
+    if saved is not None:
+        recipe = replace(saved, calibration=calibration, **given)
+        names = formats or list(target.defaults)
+        return recipe, all(recipe.mode in target.allowed.get(n, ()) for n in names)
+    return QuantRecipe("int8", calibration=calibration, **given), False
+
+
 def _source(model: Any, source_path: str | Path | None) -> dict[str, Any]:
     """The source model's sha256: of its file when there is one, else of its config and weights."""
     path = source_path if source_path is not None else (model if isinstance(model, str | Path) else None)
@@ -165,17 +221,37 @@ def _source(model: Any, source_path: str | Path | None) -> dict[str, Any]:
 
 
 def _check_dataset(model: keras.Model, dataset: Dataset) -> None:
-    shape = single_input_shape(model)
-    if tuple(dataset.input_shape) != shape:
+    """The dataset's inputs and targets fit the model (named inputs by name), per the dataset's task."""
+    specs = input_specs(model)
+    expected = dataset.input_shapes if dataset.multi_input else {"input": dataset.input_shape}
+    got = specs if dataset.multi_input else {"input": next(iter(specs.values()))}
+    if len(specs) != len(expected) or got != expected:
         raise EdgeslimError(
-            f"dataset {dataset.name} has samples of shape {dataset.input_shape}, "
-            f"model {model.name!r} takes {shape}",
+            f"dataset {dataset.name} has samples of shape {_shapes(expected)}, "
+            f"model {model.name!r} takes {_shapes(specs)}",
+            "export with the dataset the model was trained on (named inputs: x_<split>_<input name>)",
+        )
+    outputs = [tuple(t.shape[1:]) for t in model.outputs]
+    if dataset.task == "classification":
+        n_out = outputs[0][-1] if outputs[0] else None
+        if len(outputs) == 1 and n_out is not None and int(n_out) != dataset.num_classes:
+            raise EdgeslimError(
+                f"model {model.name!r} has {n_out} outputs, "
+                f"but dataset {dataset.name} has {dataset.num_classes} classes",
+                "export with the dataset the model was trained on",
+            )
+        return
+    targets = list(dataset.target_shapes.values())
+    sizes = [math.prod(int(d or 0) for d in shape) for shape in outputs]
+    if len(targets) != len(outputs) or sizes != [max(1, math.prod(t)) for t in targets]:
+        raise EdgeslimError(
+            f"model {model.name!r} outputs {outputs}, but the {dataset.task} targets of dataset "
+            f"{dataset.name} have shapes {targets}",
             "export with the dataset the model was trained on",
         )
-    n_out = model.outputs[0].shape[-1]
-    if n_out is not None and int(n_out) != dataset.num_classes:
-        raise EdgeslimError(
-            f"model {model.name!r} has {n_out} outputs, "
-            f"but dataset {dataset.name} has {dataset.num_classes} classes",
-            "export with the dataset the model was trained on",
-        )
+
+
+def _shapes(specs: dict[str, tuple[int, ...]]) -> str:
+    if len(specs) == 1:
+        return str(next(iter(specs.values())))
+    return ", ".join(f"{k} {v}" for k, v in specs.items())

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     import keras
     import numpy as np
 
-    from edgeslim.export.quant import QuantRecipe
+    from edgeslim.recipe import QuantRecipe
 
 # convert(model, recipe, calibration samples or None, batch or None for dynamic) -> (file bytes, extras)
 Converter = Callable[

@@ -6,6 +6,7 @@ The opset is fixed on purpose (see ``OPSET``) and recorded in the sidecar.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,9 +15,10 @@ import numpy as np
 
 from edgeslim.errors import EdgeslimError
 from edgeslim.export.format import Format
-from edgeslim.export.keras_graph import input_name, tensor_specs
+from edgeslim.export.keras_graph import input_specs, tensor_specs
 from edgeslim.export.native_output import stdout_to_stderr
-from edgeslim.export.quant import QuantRecipe
+from edgeslim.export.refusal import ONNXRUNTIME_SHAPE_INFERENCE, TF2ONNX, first_line, raised_inside
+from edgeslim.recipe import QuantRecipe
 
 if TYPE_CHECKING:
     import keras
@@ -26,11 +28,13 @@ if TYPE_CHECKING:
 OPSET = 17
 MODES = ("float32", "float16", "int8", "dynamic")
 OUTPUT_NAME = "output"
+RECURRENT_OPS = {"LSTM", "GRU", "RNN", "Loop", "Scan"}
 
 
 def convert(
-    model: keras.Model, recipe: QuantRecipe, calibration: np.ndarray | None, batch: int | None
+    model: keras.Model, recipe: QuantRecipe, calibration: Any, batch: int | None
 ) -> tuple[bytes, dict[str, Any]]:
+    """``calibration``: representative samples (one array, or a dict by input name) for int8."""
     if recipe.mode not in MODES:
         raise EdgeslimError(
             f"ONNX export cannot write quant mode {recipe.mode!r}",
@@ -44,13 +48,16 @@ def convert(
             # Float inputs and outputs stay float32, so the same data feeds every artifact.
             proto = convert_float_to_float16(proto, keep_io_types=True)
         elif recipe.mode in ("int8", "dynamic"):
-            proto = _quantized(proto, recipe, calibration, input_name(model))
-    extras = {
+            proto = _quantized(proto, recipe, calibration, list(input_specs(model)))
+    extras: dict[str, Any] = {
         "onnx_opset": OPSET,
         "onnx_ir_version": int(proto.ir_version),
         "calibration_method": recipe.calibration if recipe.mode == "int8" else None,
         "quant_format": {"int8": "QDQ", "dynamic": "dynamic (ConvInteger/MatMulInteger)"}.get(recipe.mode),
     }
+    recurrent = sorted({node.op_type for node in _nodes(proto.graph)} & RECURRENT_OPS)
+    if recurrent:  # tf2onnx rewrote the Keras loops into these; the sidecar says which
+        extras["recurrent_ops"] = recurrent
     return proto.SerializeToString(), extras
 
 
@@ -63,13 +70,44 @@ def _float_model(model: keras.Model, batch: int | None) -> Any:
         proto, _ = tf2onnx.convert.from_function(
             function, input_signature=tensor_specs(model, batch), opset=OPSET
         )
-    except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types for unsupported graphs
+    except Exception as exc:
+        # tf2onnx's op handlers raise many types for graphs they cannot map; an error raised while
+        # tracing the model (Keras, TensorFlow) or by our code is a bug and keeps its traceback.
+        if not raised_inside(exc, TF2ONNX):
+            raise
         raise EdgeslimError(
-            f"tf2onnx could not convert model {model.name!r}: {str(exc).strip().splitlines()[0][:300]}",
+            f"tf2onnx could not convert model {model.name!r}: {first_line(exc)}",
             "the model may use an op ONNX opset 17 lacks; export --format tflite instead",
         ) from None
+    # An op tf2onnx cannot map is only logged and left in the graph under its TensorFlow name.
+    unmapped = sorted({n.op_type for n in _nodes(proto.graph) if not _known_op(n)})
+    if unmapped:
+        raise EdgeslimError(
+            f"tf2onnx has no ONNX opset {OPSET} op for {unmapped} in model {model.name!r}",
+            "replace the layers that use them, or export --format tflite instead",
+        )
     _rename_outputs(proto)
     return proto
+
+
+def _nodes(graph: Any) -> list[Any]:
+    """Every node, those in subgraphs (Loop and If bodies) included."""
+    found = []
+    for node in graph.node:
+        found.append(node)
+        for attribute in node.attribute:
+            for sub in [attribute.g, *attribute.graphs] if attribute.HasField("g") else attribute.graphs:
+                found += _nodes(sub)
+    return found
+
+
+def _known_op(node: Any) -> bool:
+    import onnx
+
+    domain = node.domain or ""
+    if domain not in ("", "ai.onnx"):
+        return True  # contrib domains (com.microsoft) are ONNX Runtime's, checked when it loads the file
+    return bool(onnx.defs.has(node.op_type, domain))
 
 
 def _rename_outputs(proto: Any) -> None:
@@ -85,7 +123,7 @@ def _rename_outputs(proto: Any) -> None:
         out.name = renames[out.name]
 
 
-def _quantized(proto: Any, recipe: QuantRecipe, calibration: np.ndarray | None, name: str) -> Any:
+def _quantized(proto: Any, recipe: QuantRecipe, calibration: Any, names: list[str]) -> Any:
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -98,11 +136,14 @@ def _quantized(proto: Any, recipe: QuantRecipe, calibration: np.ndarray | None, 
     with tempfile.TemporaryDirectory(prefix="edgeslim-onnx-") as tmp:
         src, pre, out = Path(tmp) / "float.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "quant.onnx"
         onnx.save(proto, src)
-        _pre_process(src, pre)
+        # Symbolic shape inference leaves temporary files in the working directory when it gives up
+        # on a graph (sym_shape_infer_temp.onnx and a .data file): let it leave them in ours.
+        with contextlib.chdir(tmp):
+            _pre_process(src, pre)
         if recipe.mode == "dynamic":
             quantize_dynamic(pre, out, per_channel=recipe.per_channel, weight_type=QuantType.QInt8)
         else:
-            if calibration is None or not len(calibration):
+            if calibration is None or not _rows(calibration):
                 raise EdgeslimError("ONNX int8 quantization needs calibration samples", "pass a dataset")
             method = {
                 "minmax": CalibrationMethod.MinMax,
@@ -112,7 +153,7 @@ def _quantized(proto: Any, recipe: QuantRecipe, calibration: np.ndarray | None, 
             quantize_static(
                 pre,
                 out,
-                _Reader(name, calibration),
+                _Reader(names, calibration),
                 quant_format=QuantFormat.QDQ,
                 per_channel=recipe.per_channel,
                 activation_type=QuantType.QInt8,
@@ -128,24 +169,37 @@ def _pre_process(src: Path, dst: Path) -> None:
 
     try:
         quant_pre_process(src, dst)
-    except Exception:  # noqa: BLE001 - symbolic shape inference needs sympy and fails on some graphs
+    except ImportError:  # symbolic shape inference needs sympy; ONNX's own shape inference still runs
+        quant_pre_process(src, dst, skip_symbolic_shape=True)
+    except Exception as exc:
+        # onnxruntime's symbolic shape inference gives up on some graphs (a plain Exception,
+        # "Incomplete symbolic shape inference", or a ValueError); anything else is a bug.
+        if not raised_inside(exc, ONNXRUNTIME_SHAPE_INFERENCE):
+            raise
         quant_pre_process(src, dst, skip_symbolic_shape=True)
 
 
 class _Reader:
     """onnxruntime's CalibrationDataReader protocol over the representative samples, one per step."""
 
-    def __init__(self, name: str, samples: np.ndarray) -> None:
-        self.name, self.samples, self.i = name, np.asarray(samples, np.float32), 0
+    def __init__(self, names: list[str], samples: Any) -> None:
+        # Several inputs come as a dict by input name (the ONNX inputs carry the model's input names).
+        arrays = samples if isinstance(samples, dict) else {names[0]: samples}
+        self.samples = {name: np.asarray(arrays[name], np.float32) for name in names}
+        self.rows, self.i = _rows(self.samples), 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.i >= len(self.samples):
+        if self.i >= self.rows:
             return None
         self.i += 1
-        return {self.name: self.samples[self.i - 1 : self.i]}
+        return {name: a[self.i - 1 : self.i] for name, a in self.samples.items()}
 
     def rewind(self) -> None:
         self.i = 0
+
+
+def _rows(samples: Any) -> int:
+    return len(next(iter(samples.values()))) if isinstance(samples, dict) else len(samples)
 
 
 FORMAT = Format("onnx", ".onnx", MODES, convert, "ONNX (opset 17) for ONNX Runtime")

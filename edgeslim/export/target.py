@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgeslim.errors import EdgeslimError
 from edgeslim.export.format import Format
-from edgeslim.export.quant import QuantRecipe
+from edgeslim.recipe import QuantRecipe
 
 if TYPE_CHECKING:
     from edgeslim.data import Dataset

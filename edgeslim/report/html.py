@@ -7,15 +7,16 @@ import html
 from pathlib import Path
 from typing import Any
 
-from edgeslim.report.format import acc
+from edgeslim.report.columns import task_of
 from edgeslim.report.markdown import (
-    ARTIFACT_HEADERS,
     CHANGE_HEADERS,
     LAYER_HEADERS,
-    STAGE_HEADERS,
+    artifact_headers,
     artifact_row,
+    baseline_text,
     change_row,
     layer_row,
+    stage_headers,
     stage_row,
 )
 
@@ -34,12 +35,13 @@ details { margin: 0.5rem 0; } summary { cursor: pointer; font-weight: 600; }
 
 def render_html(report: dict[str, Any], plots: dict[str, Path]) -> str:
     dataset = report.get("dataset") or {}
+    task = task_of(report)
     parts = [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>edgeslim report</title>"
         f"<style>{STYLE}</style></head><body>",
         "<h1>edgeslim report</h1>",
         f"<p>Dataset <b>{_e(dataset.get('name', '?'))}</b>, {_e(dataset.get('test', '?'))} test samples. "
-        f"Baseline accuracy in LiteRT: <b>{acc(report['baseline_accuracy'])}</b>. "
+        f"Task: {_e(task)}. Baseline {_e(baseline_text(report))} in LiteRT. "
         f"Generated {_e(report['created'])} from <code>{_e(report['run_dir'])}</code>.</p>",
     ]
     if report["failures"]:
@@ -52,8 +54,8 @@ def render_html(report: dict[str, Any], plots: dict[str, Path]) -> str:
     parts.append("<h2 id='stages'>Stages, each measured in LiteRT</h2>")
     parts.append(
         _table(
-            STAGE_HEADERS,
-            [stage_row(s) for s in report["stages"]],
+            stage_headers(task),
+            [stage_row(s, task, report) for s in report["stages"]],
             [s["name"] in pareto for s in report["stages"]],
             table_id="stages-table",
         )
@@ -62,13 +64,14 @@ def render_html(report: dict[str, Any], plots: dict[str, Path]) -> str:
         parts.append("<h2 id='artifacts'>Exported artifacts</h2>")
         parts.append(
             _table(
-                ARTIFACT_HEADERS,
-                [artifact_row(a) for a in report["artifacts"]],
+                artifact_headers(task),
+                [artifact_row(a, task, report) for a in report["artifacts"]],
                 [a["name"] in pareto for a in report["artifacts"]],
                 table_id="artifacts-table",
             )
         )
-    parts.append("<p>Rows on the accuracy-vs-bytes Pareto front are shaded green.</p>")
+    measure = "accuracy" if task == "classification" else "headline metric"
+    parts.append(f"<p>Rows on the {measure}-vs-bytes Pareto front are shaded green.</p>")
     parts.append("<h2 id='plots'>Plots</h2>")
     for name, path in plots.items():
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")

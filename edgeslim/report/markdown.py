@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeslim.report.format import acc, delta, kb, num
+from edgeslim.report.columns import (
+    agreement_cell,
+    delta_cell,
+    fmt,
+    headline,
+    metric_cells,
+    metric_headers,
+    task_of,
+)
+from edgeslim.report.format import acc, kb, num
 
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None) -> str:
     lines = ["# edgeslim report", ""]
     dataset = report.get("dataset") or {}
+    task = task_of(report)
     lines.append(
         f"Run `{report['run_dir']}` on dataset **{dataset.get('name', '?')}** "
-        f"({dataset.get('test', '?')} test samples); baseline accuracy in LiteRT "
-        f"{acc(report['baseline_accuracy'])}. Generated {report['created']}."
+        f"({dataset.get('test', '?')} test samples, {task}); baseline {baseline_text(report)} in LiteRT. "
+        f"Generated {report['created']}."
     )
     lines.append("")
     if report["failures"]:
@@ -21,14 +31,16 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
     lines += [
         "## Stages (each measured in LiteRT)",
         "",
-        markdown_table(STAGE_HEADERS, [stage_row(s) for s in report["stages"]]),
+        markdown_table(stage_headers(task), [stage_row(s, task, report) for s in report["stages"]]),
         "",
     ]
     if report["artifacts"]:
         lines += [
             "## Exported artifacts",
             "",
-            markdown_table(ARTIFACT_HEADERS, [artifact_row(a) for a in report["artifacts"]]),
+            markdown_table(
+                artifact_headers(task), [artifact_row(a, task, report) for a in report["artifacts"]]
+            ),
             "",
         ]
     for name, path in (plots or {}).items():
@@ -79,8 +91,36 @@ LAYER_HEADERS = ["layer", "type", "output", "params", "multiplications", "sparsi
 CHANGE_HEADERS = ["layer", "action", "params", "multiplications", "rank / sparsity", "error", "reason"]
 
 
-def stage_row(s: dict[str, Any]) -> list[str]:
+def stage_headers(task: str = "classification") -> list[str]:
+    """The stage table's columns: the task's metrics in place of accuracy."""
+    i = STAGE_HEADERS.index("accuracy")
+    return STAGE_HEADERS[:i] + metric_headers(task) + STAGE_HEADERS[i + 1 :]
+
+
+def artifact_headers(task: str = "classification") -> list[str]:
+    i = ARTIFACT_HEADERS.index("accuracy")
+    check = "agreement" if task == "classification" else "fidelity"
+    headers = ARTIFACT_HEADERS[:i] + metric_headers(task) + ARTIFACT_HEADERS[i + 1 :]
+    return [check if h == "agreement" else h for h in headers]
+
+
+def _baseline(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    return report["stages"][0]["deployed"] if report and report.get("stages") else None
+
+
+def baseline_text(report: dict[str, Any]) -> str:
+    task = task_of(report)
+    if task == "classification" or not report.get("stages"):
+        return f"accuracy {acc(report.get('baseline_accuracy'))}"
+    key, value = headline(task, report["stages"][0]["deployed"])
+    return f"{key.upper() if key != 'auc' else 'anomaly AUC'} {fmt(key, value)}"
+
+
+def stage_row(
+    s: dict[str, Any], task: str = "classification", report: dict[str, Any] | None = None
+) -> list[str]:
     d = s["deployed"]
+    baseline = _baseline(report)
     return [
         s["name"],
         num(s["params"]),
@@ -89,24 +129,27 @@ def stage_row(s: dict[str, Any]) -> list[str]:
         f"{d['format'] or ''} {d['quantization'] or ''}".strip(),
         kb(d["bytes"]),
         kb(d["gzip_bytes"]),
-        acc(d["accuracy"]),
-        delta(s["delta_vs_baseline"]),
+        *metric_cells(task, d),
+        delta_cell(task, d, baseline, s.get("delta_vs_baseline")),
         _ms(d["latency_ms_p50"]),
     ]
 
 
-def artifact_row(a: dict[str, Any]) -> list[str]:
+def artifact_row(
+    a: dict[str, Any], task: str = "classification", report: dict[str, Any] | None = None
+) -> list[str]:
+    width = len(artifact_headers(task))
     if a.get("failure") and a.get("bytes") is None:
-        return [a["name"], "", "", "", "", "", "", "", "", f"FAILED: {a['failure']}"]
+        return [a["name"], *[""] * (width - 2), f"FAILED: {a['failure']}"]
     return [
         a["name"],
         a["format"] or "",
         str(a["quantization"] or ""),
         kb(a["bytes"]),
         kb(a["gzip_bytes"]),
-        acc(a["accuracy"]),
-        delta(a["delta_vs_baseline"]),
-        acc(a["agreement"]),
+        *metric_cells(task, a),
+        delta_cell(task, a, _baseline(report), a.get("delta_vs_baseline")),
+        agreement_cell(task, a),
         _ms(a["latency_ms_p50"]),
         target_check(a),
     ]
@@ -117,7 +160,9 @@ def target_check(a: dict[str, Any]) -> str:
     if not a.get("passed", True):
         notes.append("FAILED verification")
     mcu = a.get("mcu")
-    if mcu:
+    if mcu and mcu.get("firmware"):
+        notes.append(_firmware_check(mcu))
+    elif mcu:
         notes.append(
             f"{mcu.get('board')}: arena {kb(mcu.get('arena_size'))} of {kb(mcu.get('ram_available'))} RAM, "
             f"flash {kb(mcu.get('flash_bytes'))} of {kb(mcu.get('flash_available'))}"
@@ -129,6 +174,21 @@ def target_check(a: dict[str, Any]) -> str:
         label = "predicted" if tpu.get("prediction", True) else "compiled"
         notes.append(f"Edge TPU ({label}): {acc(share)} of ops mapped")
     return "; ".join(notes)
+
+
+def _firmware_check(mcu: dict[str, Any]) -> str:
+    """The figures measured by the firmware on the emulated board (mcu export with firmware)."""
+    fw = mcu["firmware"]
+    agreement = fw.get("interpreter_agreement") or {}
+    return (
+        f"{mcu.get('board')}, firmware on {fw.get('machine')}: flash {kb(fw.get('flash_bytes'))} of "
+        f"{kb(mcu.get('flash_board_bytes'))}, RAM {kb(mcu.get('ram_needed_bytes'))} of "
+        f"{kb(mcu.get('ram_bytes'))} "
+        f"(arena {kb(mcu.get('arena_size'))}: {kb(mcu.get('arena_bytes'))} measured + margin), "
+        f"{num(fw.get('instructions_per_inference'))} instructions/inference, "
+        f"outputs = TFLM interpreter on {acc(agreement.get('identical'))} of {fw.get('samples')}"
+        + (" (fits)" if mcu.get("fits", True) else " (DOES NOT FIT)")
+    )
 
 
 def layer_row(r: dict[str, Any]) -> list[str]:

@@ -61,6 +61,7 @@ class LiteRTModel(RuntimeModel):
         super().__init__(
             path, [_spec(d) for d in in_details], [_spec(d) for d in out_details], sidecar, threads
         )
+        self.input_keys, self.output_keys = info.input_keys, info.output_keys
 
     def _invoke(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         interp = self._interp

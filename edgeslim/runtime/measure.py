@@ -1,4 +1,4 @@
-"""``evaluate`` (accuracy in the artifact's own runtime) and ``benchmark`` (latency after warm-up)."""
+"""``evaluate`` (the task's metrics in the artifact's own runtime) and ``benchmark`` (latency, warmed up)."""
 
 from __future__ import annotations
 
@@ -9,36 +9,50 @@ from typing import Any
 import numpy as np
 
 from edgeslim.runtime.errors import RuntimeModelError
-from edgeslim.runtime.model import RuntimeModel
+from edgeslim.runtime.model import RuntimeModel, by_keys
+from edgeslim.tasks import get_task
 
 EVAL_CHUNK = 256
 
 
 def evaluate(
-    model: RuntimeModel | str | Path, x: np.ndarray, y: np.ndarray, limit: int | None = None
+    model: RuntimeModel | str | Path,
+    x: Any,
+    y: Any,
+    limit: int | None = None,
+    task: str | None = None,
+    anomaly: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Top-1 accuracy of ``model`` on ``(x, y)``; ``y`` holds class indices or one-hot rows."""
+    """The task's metrics of ``model`` on ``(x, y)`` in its own runtime.
+
+    ``x``: one array, or a dict by input name; ``y``: class indices or one-hot rows (classification),
+    float targets (regression), the input itself (reconstruction), or a dict by output name.
+    ``task``: by default the one the artifact was verified for (its sidecar), else classification.
+    ``anomaly``: one flag per sample (reconstruction), which adds the anomaly ``auc``.
+    Keys: ``task``, ``samples``, ``backend``, ``seconds``, ``metrics`` and the metrics themselves at
+    the top level (``accuracy`` and ``correct``; or ``mse``, ``mae`` and ``auc``).
+    """
     model = _as_model(model)
-    x, y = np.asarray(x), np.asarray(y)
-    if y.ndim == 2:
-        y = y.argmax(axis=1)
-    if len(x) != len(y):
-        raise RuntimeModelError(f"evaluate: {len(x)} samples but {len(y)} labels", "pass matching arrays")
+    chosen = get_task(task or ((model.sidecar or {}).get("verification") or {}).get("task"))
+    rows = _rows(x)
+    if _rows(y) != rows:
+        raise RuntimeModelError(f"evaluate: {rows} samples but {_rows(y)} targets", "pass matching arrays")
     if limit is not None:
-        x, y = x[:limit], y[:limit]
+        rows = min(rows, limit)
+        x, y = _select(x, slice(0, rows)), _select(y, slice(0, rows))
+        anomaly = None if anomaly is None else np.asarray(anomaly)[:rows]
     start = time.perf_counter()
-    predicted = np.concatenate(
-        [_first(model.predict(x[i : i + EVAL_CHUNK])).argmax(axis=-1) for i in range(0, len(x), EVAL_CHUNK)]
-    )
+    chunks = [
+        _outputs(model.predict(_select(x, slice(i, i + EVAL_CHUNK)))) for i in range(0, rows, EVAL_CHUNK)
+    ]
     seconds = time.perf_counter() - start
-    correct = int((predicted == y).sum())
-    return {
-        "accuracy": correct / len(y),
-        "samples": int(len(y)),
-        "correct": correct,
-        "backend": model.backend,
-        "seconds": seconds,
-    }
+    outputs = [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
+    structured: Any = outputs[0]
+    if isinstance(y, dict):  # targets by output key: outputs matched by name where the file names them
+        structured = dict(zip(sorted(y), by_keys(outputs, model.output_keys, sorted(y)), strict=True))
+    metrics = chosen.metrics(y, structured, anomaly)
+    flat = {k: v for k, v in metrics.items() if k != "per_output"}
+    return {"task": chosen.name, **flat, "backend": model.backend, "seconds": seconds, "metrics": metrics}
 
 
 def benchmark(
@@ -96,8 +110,20 @@ def _kind(backend: str) -> str:
     return backend.split("+")[0]
 
 
-def _first(out: np.ndarray | list[np.ndarray]) -> np.ndarray:
-    return out[0] if isinstance(out, list) else out
+def _outputs(out: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
+    return out if isinstance(out, list) else [out]
+
+
+def _rows(arrays: Any) -> int:
+    return len(next(iter(arrays.values()))) if isinstance(arrays, dict) else len(np.asarray(arrays))
+
+
+def _select(arrays: Any, idx: slice) -> Any:
+    return (
+        {k: np.asarray(v)[idx] for k, v in arrays.items()}
+        if isinstance(arrays, dict)
+        else np.asarray(arrays)[idx]
+    )
 
 
 def _feed(model: RuntimeModel, batch: int, x: np.ndarray | None) -> Any:

@@ -22,6 +22,10 @@ class RuntimeModel:
     """A loaded artifact: ``inputs``, ``outputs`` (TensorSpec), ``backend`` and ``predict(x)``."""
 
     backend: str = "?"
+    # The Keras model's input names and output keys per input and output, where the file records them
+    # (a LiteRT signature); the converter may order several outputs differently from Keras.
+    input_keys: list[str] | None = None
+    output_keys: list[str] | None = None
     max_chunk = 256  # rows per native call when the artifact takes any batch size: bounds memory
 
     def __init__(
@@ -56,6 +60,12 @@ class RuntimeModel:
     @property
     def class_names(self) -> list[str] | None:
         return (self.sidecar or {}).get("class_names")
+
+    @property
+    def task(self) -> str | None:
+        """classification, regression or reconstruction, as the export verified it (from the sidecar)."""
+        sidecar = self.sidecar or {}
+        return sidecar.get("task") or (sidecar.get("verification") or {}).get("task")
 
     @property
     def preprocessing(self) -> dict[str, Any] | None:
@@ -105,12 +115,14 @@ class RuntimeModel:
     # --- internals -----------------------------------------------------------------------------
     def _arrays(self, x: ArrayInput) -> list[np.ndarray]:
         if isinstance(x, dict):
-            missing = [s.name for s in self.inputs if s.name not in x]
+            signature = self.input_keys or [None] * len(self.inputs)
+            keys = [_key(s.name, x, k) for s, k in zip(self.inputs, signature, strict=True)]
+            missing = [s.name for s, k in zip(self.inputs, keys, strict=True) if k is None]
             if missing:
                 raise RuntimeModelError(
                     f"{self.path.name}: missing inputs {missing}", f"pass {self._names()}"
                 )
-            items = [x[s.name] for s in self.inputs]
+            items = [x[k] for k in keys]
         elif isinstance(x, list | tuple) and len(self.inputs) > 1:
             items = list(x)
         else:
@@ -175,6 +187,22 @@ class RuntimeModel:
 
     def _names(self) -> str:
         return ", ".join(f"{s.name} {list(s.shape)}" for s in self.inputs)
+
+
+def _key(name: str, given: dict[str, Any], signature_key: str | None = None) -> str | None:
+    """The key of ``given`` that feeds the input ``name``: the name itself, its signature key, or the
+    model's input name inside it (LiteRT calls input ``audio`` ``serving_default_audio:0``)."""
+    short = name.split(":")[0].removeprefix("serving_default_")
+    return next((k for k in (name, signature_key, short) if k is not None and k in given), None)
+
+
+def by_keys(outputs: list[np.ndarray], keys: list[str] | None, wanted: list[str]) -> list[np.ndarray]:
+    """``outputs`` in the order of ``wanted`` (a Keras model's output keys) when ``keys`` names them
+    all; otherwise as they are (one output, or a file without names: the converters' order)."""
+    if not keys or len(keys) != len(outputs) or sorted(keys) != sorted(wanted):
+        return outputs
+    position = {key: i for i, key in enumerate(keys)}
+    return [outputs[position[key]] for key in wanted]
 
 
 def _with_sidecar(

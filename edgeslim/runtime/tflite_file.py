@@ -67,6 +67,7 @@ class TFLiteTensor:
     scale: list[float] = field(default_factory=list)
     zero_point: list[int] = field(default_factory=list)
     quantized_dimension: int = 0
+    is_variable: bool = False  # state the runtime keeps between invocations (a fused LSTM's h and c)
 
     @property
     def elements(self) -> int:
@@ -108,9 +109,18 @@ class TFLiteModelInfo:
     inputs: list[int]
     outputs: list[int]
     description: str = ""
+    # The signature's names of the inputs and outputs, in subgraph order (the Keras model's input
+    # names and output keys); None where the file has no complete signature.
+    input_keys: list[str] | None = None
+    output_keys: list[str] | None = None
 
     def op_names(self) -> list[str]:
         return [op.op for op in self.ops]
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the model keeps state between invocations (variable tensors, e.g. a fused LSTM's)."""
+        return any(t.is_variable for t in self.tensors)
 
 
 def read_tflite(data: bytes, source: str = "model") -> TFLiteModelInfo:
@@ -207,6 +217,7 @@ def _walk(data: bytes, source: str) -> TFLiteModelInfo:
                 raise _bad(source, f"operator {i} ({op_names[code][0]}) refers to tensor {t} of {n_tensors}")
         ops.append(TFLiteOp(i, op_names[code][0], op_names[code][1], op_in, op_out, _options(schema, op)))
     description = model.Description()
+    input_keys, output_keys = _signature_keys(model, inputs, outputs, n_tensors, size, source)
     return TFLiteModelInfo(
         version=version,
         size=size,
@@ -216,7 +227,34 @@ def _walk(data: bytes, source: str) -> TFLiteModelInfo:
         inputs=inputs,
         outputs=outputs,
         description=description.decode("utf-8", "replace") if description else "",
+        input_keys=input_keys,
+        output_keys=output_keys,
     )
+
+
+def _signature_keys(
+    model: Any, inputs: list[int], outputs: list[int], n_tensors: int, size: int, source: str
+) -> tuple[list[str] | None, list[str] | None]:
+    """The first signature's names for the subgraph's inputs and outputs (the converter may write the
+    outputs in another order than the Keras model's, so they are matched by these names)."""
+    if not _length(model.SignatureDefsLength(), size, 4, source, "signature_defs"):
+        return None, None
+    signature = model.SignatureDefs(0)
+    keys = []
+    for count, get, order in (
+        (signature.InputsLength(), signature.Inputs, inputs),
+        (signature.OutputsLength(), signature.Outputs, outputs),
+    ):
+        by_tensor: dict[int, str] = {}
+        for j in range(_length(count, size, 4, source, "signature tensors")):
+            item = get(j)
+            index, name = int(item.TensorIndex()), item.Name()
+            if not 0 <= index < n_tensors:
+                raise _bad(source, f"the signature names tensor {index} of {n_tensors}")
+            by_tensor[index] = name.decode("utf-8", "replace") if name else ""
+        complete = all(by_tensor.get(i) for i in order)
+        keys.append([by_tensor[i] for i in order] if complete else None)
+    return keys[0], keys[1]
 
 
 def _buffer_bytes(buffer: Any, size: int, source: str, index: int) -> int:
@@ -273,6 +311,7 @@ def _tensor(tensor: Any, index: int, n_buffers: int, buffer_bytes: list[int], so
         scale=scale,
         zero_point=zero_point,
         quantized_dimension=qdim,
+        is_variable=bool(tensor.IsVariable()),
     )
 
 

@@ -11,15 +11,24 @@ from edgeslim.runtime.errors import RuntimeModelError
 from edgeslim.runtime.model import RuntimeModel
 from edgeslim.runtime.spec import TensorSpec
 from edgeslim.runtime.tflite_file import TFLiteModelInfo
+from edgeslim.runtime.tflm_guard import arena_is_safe
 
 DEFAULT_ARENA_FACTOR = 10  # without a measured arena, what tflite-micro itself assumes: 10x the model
 MIN_ARENA = 64 * 1024
 
 
 def tflm_interpreter(data: bytes, arena_size: int) -> Any:
-    """A TFLM interpreter over ``data``: ImportError without the mcu extra, RuntimeError if it fails."""
+    """A TFLM interpreter over ``data``: ImportError without the mcu extra, RuntimeError if it fails.
+
+    Each new arena size is tried in a helper process first: TFLite Micro sometimes crashes instead of
+    failing when the arena is too small (see tflm_guard).
+    """
     from tflite_micro.python.tflite_micro import runtime
 
+    if not arena_is_safe(data, arena_size):
+        raise RuntimeError(
+            "TFLM failed to allocate tensors (tried in a child process: the arena is too small)"
+        )
     return runtime.Interpreter.from_bytes(data, arena_size=arena_size)
 
 
@@ -48,13 +57,17 @@ class TFLMModel(RuntimeModel):
                 f"{path}: TFLite Micro cannot run this model ({str(exc).strip().splitlines()[0][:200]})",
                 "TFLite Micro runs full-integer (int8) models; export with --target mcu or --quant int8",
             ) from None
+        self._stateful = info.stateful  # a fused LSTM's state: reset before every call (see LiteRTModel)
         names = [info.tensors[i].name for i in info.inputs], [info.tensors[i].name for i in info.outputs]
         inputs = [_spec(self._interp.get_input_details(i), names[0][i]) for i in range(len(info.inputs))]
         outputs = [_spec(self._interp.get_output_details(i), names[1][i]) for i in range(len(info.outputs))]
         super().__init__(path, inputs, outputs, sidecar, None)
+        self.input_keys, self.output_keys = info.input_keys, info.output_keys
 
     def _invoke(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         interp = self._interp
+        if self._stateful:
+            interp.reset()
         for i, feed in enumerate(feeds):
             interp.set_input(feed, i)
         interp.invoke()

@@ -1,94 +1,53 @@
 """Fine-tuning after a compression stage: plain (task loss) or knowledge distillation from a teacher.
 
-Distillation loss, with the teacher's and student's logits z_t, z_s:
-    alpha * CE(labels, softmax(z_s)) + (1 - alpha) * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))
-Zoo models end in softmax, so their log-probabilities serve as logits (softmax(log p / T) is the
-tempered distribution). Pruned kernels (those with exact zeros) stay pruned: their masks are
-re-applied after every optimizer step.
+Distillation loss per task, with the student's outputs s and the teacher's t on the same batch:
+    classification:  alpha * CE(labels, softmax(z_s)) + (1 - alpha) * T^2 * KL(p_t^T || p_s^T),
+                     p^T = softmax(z / T)
+    regression and reconstruction:  alpha * MSE(y, s) + (1 - alpha) * MSE(t, s)
+Zoo classifiers end in softmax, so their log-probabilities serve as logits (softmax(log p / T) is the
+tempered distribution).
+
+The teacher runs inside the training step, on exactly the batch the student sees: student and
+teacher are joined in one Keras model whose output packs [student, teacher] along the last axis, so
+an augmented batch reaches both (teacher outputs computed once, up front, on the un-augmented data
+would be compared with a student looking at other images). The teacher runs in inference mode and is
+never trained. Pruned kernels (those with exact zeros) stay pruned: their masks are re-applied after
+every optimizer step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import keras
 import numpy as np
 
 from edgeslim.data.dataset import Dataset
-from edgeslim.errors import ConfigError, EdgeslimError
-from edgeslim.train.config import TrainConfig
-from edgeslim.train.fit import TrainResult, train_model
+from edgeslim.errors import EdgeslimError
+from edgeslim.layers.sparsity import MaskKeeper
+from edgeslim.progress import ProgressReporter
+from edgeslim.tasks import get_task
+from edgeslim.train.config import FinetuneConfig, default_finetune_train
+from edgeslim.train.fit import (
+    TrainResult,
+    check_compatible,
+    evaluate_keras,
+    fit_loop,
+    outputs_probabilities,
+    predict,
+    task_loss,
+    task_metrics,
+)
 
-
-def default_train() -> TrainConfig:
-    # Fine-tuning starts from a good model: a small Adam step that decays to zero keeps what it knows.
-    return TrainConfig(epochs=1, batch_size=64, optimizer="adam", learning_rate=5e-4, schedule="cosine")
-
-
-@dataclass
-class FinetuneConfig:
-    epochs: int = 2
-    distill: bool = True
-    alpha: float = 0.5  # weight of the label loss; the distillation term gets 1 - alpha
-    # Zoo teachers end in softmax and are confident: at T = 4 their clipped log-probabilities make the
-    # soft targets mostly noise (p^(1/4) lifts 1e-7 to 0.02); T = 2 measured better on MNIST.
-    temperature: float = 2.0
-    keep_sparsity: bool = True  # re-apply the zeros of pruned kernels after every step
-    train: TrainConfig = field(default_factory=default_train)
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self, prefix: str = "finetune") -> None:
-        checks = [
-            (
-                isinstance(self.epochs, int) and not isinstance(self.epochs, bool) and self.epochs >= 0,
-                "epochs",
-                "an integer >= 0",
-            ),
-            (isinstance(self.distill, bool), "distill", "true or false"),
-            (_number(self.alpha) and 0 <= self.alpha <= 1, "alpha", "a number in [0, 1]"),
-            (_number(self.temperature) and self.temperature > 0, "temperature", "a number > 0"),
-            (isinstance(self.keep_sparsity, bool), "keep_sparsity", "true or false"),
-        ]
-        for ok, key, expected in checks:
-            if not ok:
-                raise ConfigError(f"{prefix}.{key}: must be {expected}, got {getattr(self, key)!r}")
-
-    def train_config(self) -> TrainConfig:
-        return replace(self.train, epochs=max(1, self.epochs))
-
-    def to_dict(self) -> dict[str, Any]:
-        train = self.train.to_dict()
-        train.pop("epochs")
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"} | train
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], prefix: str = "finetune") -> FinetuneConfig:
-        """Flat keys: epochs, distill, alpha, temperature, keep_sparsity, plus any TrainConfig key."""
-        own = {f.name for f in fields(cls)} - {"train"}
-        train_values = default_train().to_dict() | {k: v for k, v in values.items() if k not in own}
-        train_values["epochs"] = 1
-        config = cls.__new__(cls)
-        for f in fields(cls):
-            if f.name != "train":
-                setattr(config, f.name, values.get(f.name, f.default))
-        config.train = TrainConfig.from_dict(train_values, prefix)
-        config.validate(prefix)
-        return config
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def outputs_probabilities(model: keras.Model) -> bool:
-    """True when the model ends in a softmax (zoo models do); False when it outputs logits."""
-    last = model.outputs[0]._keras_history.operation
-    if isinstance(last, keras.layers.Softmax):
-        return True
-    return getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+default_train = default_finetune_train  # the name callers know
+__all__ = [
+    "DistillationLoss",
+    "FinetuneConfig",
+    "accuracy",
+    "default_train",
+    "finetune",
+    "outputs_probabilities",
+]
 
 
 def as_logits(outputs: np.ndarray, probabilities: bool) -> np.ndarray:
@@ -101,24 +60,35 @@ def as_logits(outputs: np.ndarray, probabilities: bool) -> np.ndarray:
 
 @keras.saving.register_keras_serializable(package="edgeslim")
 class DistillationLoss(keras.losses.Loss):
-    """y_true packs [label, teacher logits...]; y_pred is the student's output (probabilities or logits)."""
+    """``y_pred`` packs [student outputs, teacher outputs] along its last axis; ``y_true`` the targets.
+
+    Classification: the teacher half holds logits; the student half probabilities or logits.
+    """
 
     def __init__(
         self,
         alpha: float = 0.5,
         temperature: float = 2.0,
         student_probabilities: bool = True,
+        task: str = "classification",
         name: str = "distillation",
         **kwargs: Any,
     ) -> None:
         super().__init__(name=name, **kwargs)
         self.alpha, self.temperature, self.student_probabilities = alpha, temperature, student_probabilities
+        self.task = get_task(task).name
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         ops = keras.ops
-        labels = ops.cast(y_true[:, 0], "int32")
-        teacher = y_true[:, 1:]
-        student = ops.log(ops.clip(y_pred, 1e-7, 1.0)) if self.student_probabilities else y_pred
+        half = int(y_pred.shape[-1]) // 2
+        student, teacher = y_pred[..., :half], y_pred[..., half:]
+        if self.task != "classification":
+            target = ops.reshape(ops.cast(y_true, student.dtype), ops.shape(student))
+            to_labels = ops.mean(ops.square(student - target), axis=-1)
+            to_teacher = ops.mean(ops.square(student - teacher), axis=-1)
+            return self.alpha * to_labels + (1.0 - self.alpha) * to_teacher
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        student = ops.log(ops.clip(student, 1e-7, 1.0)) if self.student_probabilities else student
         ce = keras.losses.sparse_categorical_crossentropy(labels, student, from_logits=True)
         t = self.temperature
         p_teacher = ops.softmax(teacher / t, axis=-1)
@@ -132,22 +102,58 @@ class DistillationLoss(keras.losses.Loss):
             "alpha": self.alpha,
             "temperature": self.temperature,
             "student_probabilities": self.student_probabilities,
+            "task": self.task,
         }
 
 
-class ValAccuracy(keras.callbacks.Callback):
-    """Validation accuracy each epoch, for losses whose targets are not plain labels."""
+class TeacherOutputs(keras.layers.Layer):
+    """The teacher on the student's batch: inference mode, no gradient, logits for classification."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+    def __init__(self, teacher: keras.Model, as_logits: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.teacher, self.as_logits = teacher, as_logits
+
+    def call(self, inputs: Any) -> Any:
+        # No `training` argument here, so the outer fit's training=True never reaches the teacher.
+        out = keras.ops.stop_gradient(self.teacher(inputs, training=False))
+        return keras.ops.log(keras.ops.clip(out, 1e-7, 1.0)) if self.as_logits else out
+
+
+def distillation_model(student: keras.Model, teacher: keras.Model, task: str) -> keras.Model:
+    """One model: the student's inputs in, [student outputs, teacher outputs] out (last axis)."""
+    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in student.inputs]
+    feed: Any = (
+        inputs[0] if len(inputs) == 1 else {t.name: i for t, i in zip(student.inputs, inputs, strict=True)}
+    )
+    logits = task == "classification" and outputs_probabilities(teacher)
+    packed = keras.layers.Concatenate(axis=-1, name="student_teacher")(
+        [student(feed), TeacherOutputs(teacher, logits, name="teacher")(feed)]
+    )
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], packed, name=f"{student.name}_distill")
+
+
+class ValHeadline(keras.callbacks.Callback):
+    """The student's validation headline metric each epoch (val_accuracy, val_mse) when the loss's own
+    metrics cannot give it (distillation's packed outputs, a logits model)."""
+
+    def __init__(self, student: keras.Model, dataset: Dataset) -> None:
         super().__init__()
-        self.x, self.y = x, y
+        self.student, self.dataset = student, dataset
+        self.task = get_task(dataset.task)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if logs is not None and "val_accuracy" not in logs:
-            logs["val_accuracy"] = accuracy(self.model, self.x, self.y)
+        key = f"val_{self.task.headline}"
+        if logs is not None and key not in logs:
+            logs[key] = headline(self.student, self.dataset, "val")
 
 
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+def headline(model: keras.Model, dataset: Dataset, split: str) -> float:
+    task = get_task(dataset.task)
+    x, y = dataset.x(split), dataset.y(split)
+    return float(task.metrics(y, predict(model, x), None)[task.headline])
+
+
+def accuracy(model: keras.Model, x: Any, y: np.ndarray) -> float:
     out = np.asarray(model.predict(x, batch_size=512, verbose=0))
     return float(np.mean(np.argmax(out, axis=-1) == y))
 
@@ -157,68 +163,68 @@ def finetune(
     dataset: Dataset,
     config: FinetuneConfig | None = None,
     teacher: keras.Model | None = None,
-    progress: bool = False,
+    progress: bool | ProgressReporter | None = False,
     callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``config.epochs``; distil from ``teacher`` when given and enabled."""
     config = config or FinetuneConfig()
     if config.epochs == 0:
         raise EdgeslimError("finetune.epochs is 0: nothing to fine-tune", "set finetune epochs >= 1")
+    check_compatible(model, dataset)
+    task = get_task(dataset.task)
     extra: list[keras.callbacks.Callback] = list(callbacks or [])
-    if config.keep_sparsity and not any(isinstance(c, _mask_types()) for c in extra):
-        keeper = _mask_types()[0].from_zeros(model)
+    if config.keep_sparsity and not any(isinstance(c, MaskKeeper) for c in extra):
+        keeper = MaskKeeper.from_zeros(model)
         if keeper is not None:
             extra.append(keeper)
-    before = accuracy(model, dataset.x_val, dataset.y_val)
-    probs = outputs_probabilities(model)
-    distill = config.distill and teacher is not None
-    loss: Any
-    y_train = y_val = None
+    before = headline(model, dataset, "val")
+    why_not = _why_not_distil(model, teacher, dataset) if config.distill and teacher is not None else None
+    distill = config.distill and teacher is not None and why_not is None
+    trainee, loss, metrics = model, task_loss(model, task.name), task_metrics(task.name)
     if distill:
-        if teacher.output_shape[-1] != dataset.num_classes:
-            raise EdgeslimError(
-                f"teacher {teacher.name!r} has {teacher.output_shape[-1]} outputs, "
-                f"dataset {dataset.name!r} has {dataset.num_classes} classes"
-            )
-        teacher_probs = outputs_probabilities(teacher)
-        y_train = _pack(dataset.y_train, as_logits(_predict(teacher, dataset.x_train), teacher_probs))
-        y_val = _pack(dataset.y_val, as_logits(_predict(teacher, dataset.x_val), teacher_probs))
-        loss = DistillationLoss(config.alpha, config.temperature, student_probabilities=probs)
-        extra.append(ValAccuracy(dataset.x_val, dataset.y_val))
-    elif probs:
-        loss = "sparse_categorical_crossentropy"
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        extra.append(ValAccuracy(dataset.x_val, dataset.y_val))
-    result = train_model(
-        model,
-        dataset,
-        config.train_config(),
-        progress=progress,
-        loss=loss,
-        y_train=y_train,
-        y_val=y_val,
-        extra_callbacks=extra,
-    )
-    result.metrics.update(
+        assert teacher is not None
+        trainee = distillation_model(model, teacher, task.name)
+        loss = DistillationLoss(config.alpha, config.temperature, outputs_probabilities(model), task.name)
+        metrics = []
+    if not isinstance(loss, str):
+        extra.append(ValHeadline(model, dataset))
+    was_trainable = teacher.trainable if distill and teacher is not None else None
+    try:
+        if distill and teacher is not None:
+            teacher.trainable = False  # its weights are constants of the joint model, never updated
+        history, seconds = fit_loop(
+            trainee, dataset, config.train_config(), loss, metrics, progress, extra, description="finetune"
+        )
+    finally:
+        if was_trainable is not None and teacher is not None:
+            teacher.trainable = was_trainable
+    result = evaluate_keras(model, dataset)
+    result.update(
         {
-            "val_accuracy_before": before,
-            "val_accuracy": accuracy(model, dataset.x_val, dataset.y_val),
+            f"val_{task.headline}_before": before,
+            f"val_{task.headline}": headline(model, dataset, "val"),
             "distilled": distill,
+            "train_seconds": seconds,
+            "epochs_run": len(history.get("loss", [])),
+            "seconds_per_epoch": seconds / max(1, len(history.get("loss", []))),
         }
     )
-    return result
+    if why_not:
+        result["not_distilled_because"] = why_not
+    return TrainResult(model=model, history=history, metrics=result)
 
 
-def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(x, batch_size=512, verbose=0))
-
-
-def _pack(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    return np.concatenate([labels.reshape(-1, 1).astype(np.float32), logits], axis=1)
-
-
-def _mask_types() -> tuple[type, ...]:
-    from edgeslim.compress.masks import MaskKeeper  # compress imports train lazily; no cycle at import
-
-    return (MaskKeeper,)
+def _why_not_distil(model: keras.Model, teacher: keras.Model, dataset: Dataset) -> str | None:
+    """None when ``teacher`` can teach ``model`` here; otherwise why not (a mismatch is a user mistake)."""
+    if teacher is model:
+        return "the teacher is the student itself"
+    if len(model.outputs) != 1 or len(teacher.outputs) != 1:
+        return "distillation packs one output per model; fine-tuned on the task loss alone"
+    student_shape, teacher_shape = tuple(model.outputs[0].shape[1:]), tuple(teacher.outputs[0].shape[1:])
+    if student_shape != teacher_shape:
+        raise EdgeslimError(
+            f"teacher {teacher.name!r} outputs {teacher_shape}, student {model.name!r} {student_shape} "
+            f"on dataset {dataset.name!r}",
+            "distil from a model trained on the same dataset",
+        )
+    return None

@@ -9,7 +9,9 @@ from typing import Any
 from edgeslim.atomic import write_json
 from edgeslim.data import load_dataset
 from edgeslim.errors import EdgeslimError
+from edgeslim.progress import ProgressReporter
 from edgeslim.train.config import TrainConfig
+from edgeslim.train.zoo_names import ZOO_TASKS
 
 
 @dataclass
@@ -43,14 +45,24 @@ def train_to_dir(
     config: TrainConfig,
     data_dir: str | Path | None = None,
     unsafe: bool = False,
-    progress: bool = True,
+    progress: bool | ProgressReporter | None = True,
+    anomaly_class: int | None = None,
 ) -> TrainRun:
-    """Train and write ``out/model.keras``, ``out/history.json`` and ``out/metrics.json`` atomically."""
+    """Train and write ``out/model.keras``, ``out/history.json`` and ``out/metrics.json`` atomically.
+
+    ``anomaly_class``: train a reconstruction model on the other classes and score the test split's
+    reconstruction error as an anomaly detector (AUC). A reconstruction zoo model (autoencoder) on a
+    labelled dataset learns to reconstruct every class when none is held out.
+    """
     from edgeslim.analysis.keras_model import analyze_keras
     from edgeslim.modelio import save_keras_model
     from edgeslim.train.fit import train_model
 
-    data = load_dataset(dataset, data_dir, seed=config.seed)
+    data = load_dataset(dataset, data_dir, seed=config.seed, anomaly_class=anomaly_class)
+    if ZOO_TASKS.get(model) == "reconstruction" and data.task == "classification":
+        from edgeslim.data.anomaly import as_reconstruction
+
+        data = as_reconstruction(data)
     net = resolve_model(model, data.input_shape, data.num_classes, unsafe=unsafe, seed=config.seed)
     result = train_model(net, data, config, progress=progress)
     stats = analyze_keras(result.model)

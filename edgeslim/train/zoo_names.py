@@ -11,7 +11,7 @@ ZOO_NAMES: dict[str, str] = {
     "dscnn": "MLPerf Tiny DS-CNN: depthwise-separable blocks, BatchNorm, GAP",
     "resnet8": "MLPerf Tiny ResNet-8: residual stacks 16/32/64, BatchNorm, Add",
     "digits_cnn": "the small default for 8x8 digits",
-    "lstm_rows": "the course's recurrent example: an image read row by row (28 steps of 28), LSTM 128, softmax",
+    "lstm_rows": "the course's recurrent example: an image read row by row (28 steps of 28), LSTM 128",
     "autoencoder": "MLPerf Tiny anomaly detection: dense 128x4, bottleneck 8, 128x4, reconstruction",
 }
 # The task a zoo model is built for, where it is not classification.
