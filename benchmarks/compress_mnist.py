@@ -75,8 +75,9 @@ def deploy(label: str, model, data, quant, out: Path) -> dict:
 
 def sparse_row(label: str, model, data) -> dict:
     """LiteRT's sparse weight encoding is a converter option the export step does not offer: convert here."""
-    from edgeslim.analysis.keras_model import analyze_keras
     from edgeslim.compress.litert import sizes, tflite_accuracy, to_tflite
+
+    from edgeslim.analysis.keras_model import analyze_keras
 
     blob, stats = to_tflite(model, "float32", sparse=True), analyze_keras(model)
     return {
@@ -93,9 +94,9 @@ def sparse_row(label: str, model, data) -> dict:
 
 def tfmot_row(base, data, out: Path, epochs: int) -> dict:
     import numpy as np
+    from edgeslim.compress.litert import sizes, tflite_accuracy
 
     from edgeslim.analysis.keras_model import analyze_keras
-    from edgeslim.compress.litert import sizes, tflite_accuracy
 
     weights, blob_path = out / "baseline_weights.npz", out / "tfmot_int8.tflite"
     np.savez(weights, **{f"w{i}": w for i, w in enumerate(base.get_weights())})

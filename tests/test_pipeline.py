@@ -29,6 +29,7 @@ def test_default_pipeline_writes_every_step(default_run):
         "exports/cpu",
         "exports/mcu",
         "exports/edgetpu",
+        "report",
     ]
     for step in ("00-train", "01-prune", "02-lowrank", "03-separable", "04-quantize"):
         assert (run_dir / step / "model.keras").is_file() and (run_dir / step / "step.json").is_file()
@@ -151,7 +152,7 @@ def test_mnist_config(mnist_dir, tmp_path):
         (["export.targets=[cpu, fpga]"], "export.targets[1]: must be one of"),
         (["export.board=arduino-uno"], "export.board: unknown board"),
         (["model=resnet1000"], "model: unknown model"),
-        (["dataset.seed=x"], "dataset.seed: must be int"),
+        (["dataset.seed=x"], "dataset.seed: must be an integer"),
         (["compress[0].prune.finetune.alpha=2"], "compress[0].prune.finetune.alpha: must be"),
         (["report.formats=[pdf]"], "report.formats[0]: must be one of"),
     ],

@@ -93,13 +93,6 @@ def test_autoencoder_detects_a_held_out_class(autoencoder_run, digits, tmp_path,
     assert plain["task"] == "reconstruction" and "auc" not in plain
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="export/mcu_readme.py formats the TFLite Micro accuracy, which a reconstruction model has "
-    "not (None): the mcu package README must print the task's metrics. Everything else of the mcu "
-    "export (arena, TFLM verification, C package compile) passes for the autoencoder.",
-)
 def test_autoencoder_exports_for_the_mcu_and_runs_in_tflite_micro(autoencoder_run, tmp_path, capsys):
     data = load_dataset("digits", anomaly_class=0)
     [artifact] = export_model(

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from edgeslim.cli.app import app, console, print_json
+from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
 
 
 @app.command()
@@ -28,10 +29,11 @@ def compress(
             "quantize:mode=int8",
         ),
     ],
-    dataset: Annotated[str, typer.Option(help="digits, mnist, fashion_mnist, npz or folder.")] = "digits",
-    data_dir: Annotated[
-        Path | None, typer.Option(help="IDX folder (mnist), .npz file or image folder.")
-    ] = None,
+    dataset: DatasetName = "digits",
+    data_dir: DataDir = None,
+    image_size: ImageSize = None,
+    color_mode: ColorMode = None,
+    anomaly_class: AnomalyClass = None,
     out: Annotated[
         Path, typer.Option(help="Run folder: NN-<stage>/model.keras, record.json, metrics.json, report/.")
     ] = Path("runs/compress"),
@@ -69,7 +71,14 @@ def compress(
         name, params = split_stage_spec(spec)
         stages.append({name: {**params, **({"finetune": finetune} if finetune_epochs else {})}})
     raw = {
-        "dataset": {"name": dataset, "data_dir": str(data_dir.resolve()) if data_dir else None, "seed": seed},
+        "dataset": {
+            "name": dataset,
+            "data_dir": str(data_dir.resolve()) if data_dir else None,
+            "seed": seed,
+            "anomaly_class": anomaly_class,
+            "image_size": image_size,
+            "color_mode": color_mode,
+        },
         "model": {"source": str(model.resolve()), "unsafe_load": unsafe_load}
         if unsafe_load
         else str(model.resolve()),

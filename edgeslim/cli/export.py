@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from edgeslim.cli.app import app, console, print_json
+from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
 
 
 @app.command("export")
@@ -24,10 +25,11 @@ def export_command(
             "in the model, where the target takes it, else the target's."
         ),
     ] = None,
-    dataset: Annotated[
-        str, typer.Option(help="Calibration and test data: digits, mnist, fashion_mnist, npz.")
-    ] = ("digits"),
-    data_dir: Annotated[Path | None, typer.Option(help="IDX folder (mnist) or .npz file (npz).")] = None,
+    dataset: DatasetName = "digits",
+    data_dir: DataDir = None,
+    image_size: ImageSize = None,
+    color_mode: ColorMode = None,
+    anomaly_class: AnomalyClass = None,
     out: Annotated[Path, typer.Option(help="Output folder for the artifacts and sidecars.")] = Path(
         "exports"
     ),
@@ -74,13 +76,15 @@ def export_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
 ) -> None:
     """Export MODEL for a deployment target and verify every file in its own runtime."""
-    from edgeslim.data import load_dataset
+    from edgeslim.cli.data_options import load_for_model
     from edgeslim.export import ExportVerificationError, export_model
+    from edgeslim.modelio import load_keras_model
 
-    data = load_dataset(dataset, data_dir)
+    keras_model = load_keras_model(model, unsafe=unsafe_load)
+    data = load_for_model(keras_model, dataset, data_dir, 0, image_size, color_mode, anomaly_class)
     try:
         artifacts = export_model(
-            model,
+            keras_model,
             data,
             target=target,
             out_dir=out,
@@ -94,7 +98,7 @@ def export_command(
             verify=verify,
             verify_samples=verify_samples,
             calibration=calibration,
-            unsafe_load=unsafe_load,
+            source_path=model,
             firmware=firmware,
         )
     except ExportVerificationError as exc:

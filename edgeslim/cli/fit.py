@@ -8,15 +8,17 @@ from typing import Annotated
 import typer
 
 from edgeslim.cli.app import app, console, print_json
+from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
 
 
 @app.command()
 def fit(
     model: Annotated[Path, typer.Argument(help="The trained .keras model (it is never modified).")],
-    dataset: Annotated[str, typer.Option(help="digits, mnist, fashion_mnist, npz or folder.")] = "digits",
-    data_dir: Annotated[
-        Path | None, typer.Option(help="IDX folder (mnist), .npz file or image folder.")
-    ] = None,
+    dataset: DatasetName = "digits",
+    data_dir: DataDir = None,
+    image_size: ImageSize = None,
+    color_mode: ColorMode = None,
+    anomaly_class: AnomalyClass = None,
     out: Annotated[
         Path, typer.Option(help="Folder for fit.json, the winning model, artifacts, report.")
     ] = Path("runs/fit"),
@@ -65,15 +67,17 @@ def fit(
     Exit code 0: a model fits the budget within the loss; 1: none does (the closest candidate and what
     binds are printed); 2: a mistake in the arguments.
     """
+    from edgeslim.cli.data_options import load_for_model
     from edgeslim.cli.logs import move_log
-    from edgeslim.data import load_dataset
     from edgeslim.fit import fit_model, make_budget
+    from edgeslim.modelio import load_keras_model
     from edgeslim.report.fit import summary_line
 
     budget = make_budget(
         target, board, max_flash, max_arena, max_macs, max_latency_ms, max_instructions, max_loss
     )
-    data = load_dataset(dataset, data_dir, seed=seed)
+    keras_model = load_keras_model(model, unsafe=unsafe_load)
+    data = load_for_model(keras_model, dataset, data_dir, seed, image_size, color_mode, anomaly_class)
     move_log(out / "logs")
     notify = None if (quiet or json_output) else (lambda message: console.print(message, highlight=False))
     result = fit_model(

@@ -8,30 +8,22 @@ from typing import Annotated, Any
 import typer
 
 from edgeslim.cli.app import app, console, print_json
+from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
 
 
 @app.command("eval")
 def eval_command(
     artifact: Annotated[Path, typer.Argument(help="An exported .tflite or .onnx file.")],
-    dataset: Annotated[str, typer.Option(help="digits, mnist, fashion_mnist, npz or folder.")] = "digits",
-    data_dir: Annotated[
-        Path | None, typer.Option(help="IDX folder (mnist), .npz file (npz) or image folder (folder).")
-    ] = None,
-    image_size: Annotated[
-        str | None, typer.Option(help="folder: resize images to HxW (default: the model's input size).")
-    ] = None,
-    color_mode: Annotated[
-        str | None, typer.Option(help="folder: grayscale or rgb (default: the model's input channels).")
-    ] = None,
+    dataset: DatasetName = "digits",
+    data_dir: DataDir = None,
+    image_size: ImageSize = None,
+    color_mode: ColorMode = None,
     backend: Annotated[
         str | None, typer.Option(help="litert, tflm or onnxruntime (default: by file type).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads.")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N test samples.")] = None,
-    anomaly_class: Annotated[
-        int | None,
-        typer.Option(help="Reconstruction: flag this class as anomalous and report the anomaly AUC."),
-    ] = None,
+    anomaly_class: AnomalyClass = None,
     json_output: Annotated[
         bool,
         typer.Option("--json", help="Print the task's metrics (accuracy; or mse, mae, auc) as JSON."),

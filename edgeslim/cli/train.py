@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from edgeslim.cli.app import app, console, print_json
+from edgeslim.cli.data_options import ColorMode, DataDir, DatasetName, ImageSize
 
 
 @app.command()
@@ -19,8 +20,10 @@ def train(
             "autoencoder) or a path to a .keras model."
         ),
     ] = "digits_cnn",
-    dataset: Annotated[str, typer.Option(help="digits, mnist, fashion_mnist or npz.")] = "digits",
-    data_dir: Annotated[Path | None, typer.Option(help="IDX folder (mnist) or .npz file (npz).")] = None,
+    dataset: DatasetName = "digits",
+    data_dir: DataDir = None,
+    image_size: ImageSize = None,
+    color_mode: ColorMode = None,
     out: Annotated[Path, typer.Option(help="Run folder: model.keras, history.json, metrics.json.")] = Path(
         "runs/train"
     ),
@@ -77,6 +80,8 @@ def train(
         unsafe=unsafe_load,
         progress=None if quiet or json_output else RichReporter(console),
         anomaly_class=anomaly_class,
+        image_size=image_size,
+        color_mode=color_mode,
     )
     if json_output:
         print_json(run.metrics)

@@ -15,12 +15,7 @@ def readme_text(tflite_name: str, sidecar: dict[str, Any]) -> str:
     ver = sidecar.get("verification") or {}
     tflm = ver.get("tflm") or {}
     ops = "\n".join(f"- `{op}`" for op in mcu["ops"])
-    accuracy = (
-        f"TFLite Micro accuracy on {tflm['samples']} test samples: {tflm['accuracy']:.2%} "
-        f"(Keras {tflm['keras_accuracy']:.2%}, agreement {tflm['agreement']:.2%})."
-        if tflm
-        else "Verification was not run."
-    )
+    accuracy = _verification_line(tflm)
     firmware = mcu.get("firmware")
     sizes = _firmware_section(mcu, firmware) if firmware else _estimate_section(mcu)
     return f"""# {tflite_name} for TensorFlow Lite Micro
@@ -83,7 +78,8 @@ Raw data maps to model input as `x = raw * {prep.get("scale", 1.0)} + {prep.get(
 Build with the TFLite Micro library for your board (its Makefile, `tflite-micro` CMake, the
 Arduino or ESP-IDF component). These files were compiled here with the host C++ compiler
 (`-std=c++17 -Wall -Wextra -Werror`) against a stand-in resolver with TFLite Micro's method names{
-    _firmware_build_note(firmware)}.
+        _firmware_build_note(firmware)
+    }.
 """
 
 
@@ -140,3 +136,20 @@ def _firmware_build_note(fw: dict[str, Any] | None) -> str:
     if not fw:
         return ""
     return ", and with `arm-none-eabi-g++` (`-Wall -Wextra -Werror`) into the firmware measured above"
+
+
+def _verification_line(tflm: dict[str, Any]) -> str:
+    """What TFLite Micro scored on the test samples, in the task's own terms."""
+    if not tflm:
+        return "Verification was not run."
+    if tflm.get("accuracy") is not None:
+        return (
+            f"TFLite Micro accuracy on {tflm['samples']} test samples: {tflm['accuracy']:.2%} "
+            f"(Keras {tflm['keras_accuracy']:.2%}, agreement {tflm['agreement']:.2%})."
+        )
+    metrics = ", ".join(
+        f"{k} {v:.4g}" for k, v in (tflm.get("metrics") or {}).items() if isinstance(v, float)
+    )
+    return (
+        f"TFLite Micro on {tflm['samples']} test samples: {metrics or 'no metrics'} ({tflm.get('task', '')})."
+    )

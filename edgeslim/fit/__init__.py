@@ -136,11 +136,17 @@ def fit_model(
 
 
 def _choose(state: Any) -> tuple[Any, list[str]]:
-    """The most accurate trial within budget and loss; else the closest one, and what binds."""
+    """The winner: among the trials within budget and loss, the smallest whose validation accuracy is
+    not significantly below the most accurate one's (McNemar, p >= 0.05 on the same samples), so noise
+    on a few hundred samples never buys bytes; else the closest trial, and what binds."""
     pairs = list(zip(state.trials, state.evaluations, strict=True))
     good = [(t, v) for t, v in pairs if v["meets_budget"] and v["within_loss"]]
     if good:
-        return max(good, key=lambda p: (p[0].val_accuracy, -p[0].measured["max_flash"])), []
+        top = max(good, key=lambda p: p[0].val_accuracy)
+        equal = [
+            p for p in good if p is top or compare(top[0].val_correct, p[0].val_correct)["mcnemar_p"] >= 0.05
+        ]
+        return min(equal, key=lambda p: (p[0].measured["max_flash"], -p[0].val_accuracy)), []
     fitting = [(t, v) for t, v in pairs if v["meets_budget"]]
     if fitting:
         return max(fitting, key=lambda p: p[0].val_accuracy), ["loss"]
@@ -160,6 +166,13 @@ def _finish(
     from edgeslim.runtime import load
 
     trial, verdict = winner
+    summary = {
+        "trial": trial.index,
+        "plan": trial.plan,
+        "stages": trial.stages,
+        "evaluation": verdict,
+        "measured": trial.measured,
+    }
     model_path = out / "model.keras"
     shutil.copyfile(trial.model_path, model_path)
     notify(f"winner: trial {trial.index}; exporting for {budget.target} and measuring the test split once")
@@ -175,27 +188,14 @@ def _finish(
             firmware=firmware,
         )
     except EdgeslimError as exc:  # the board refuses it: the closest candidate, reported as such
-        return {
-            "trial": trial.index,
-            "plan": trial.plan,
-            "stages": trial.stages,
-            "evaluation": verdict,
-            "measured": trial.measured,
-            "artifact": None,
-            "export_error": exc.message,
-        }
+        return summary | {"artifact": None, "export_error": exc.message}
     artifact = artifacts[0]
     outputs = load(artifact.path).predict(dataset.x_test)
     outputs = outputs[0] if isinstance(outputs, list) else outputs
     candidate = [bool(c) for c in np.argmax(outputs, axis=-1) == dataset.y_test]
     reference = _correct(model, dataset.x_test, dataset.y_test)
     test = compare(reference, candidate)
-    return {
-        "trial": trial.index,
-        "plan": trial.plan,
-        "stages": trial.stages,
-        "evaluation": verdict,
-        "measured": trial.measured,
+    return summary | {
         "model": str(model_path.relative_to(out)),
         "artifact": str(artifact.path.relative_to(out)),
         "sidecar": str(artifact.sidecar_path.relative_to(out)),

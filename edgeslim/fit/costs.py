@@ -143,14 +143,17 @@ class CostModel:
             sep = self._cached(("separation", node.name), lambda: node.handler.separation(call))
             d_out = (node.handler.out_channels() or 1) * fo
             r = max(1, min(int(option.level), sep.exact_rank, round(d_out)))  # the stage caps r the same way
-            d_params = sep.params(r, fi, fo) - sep.params_before * fi * fo
+            before = (sep.params_before - sep.bias) * fi * fo + sep.bias * fo  # as the handler resizes it
+            d_params = sep.params(r, fi, fo) - before
             d_macs = sep.macs(r, fi, fo) - sep.macs_before * fi * fo
             d_in = node.handler.in_channels() or 0
             return d_params, d_macs, out_positions * d_in * fi * r
         options = self._cached(("factorizations", node.name), lambda: node.handler.factorizations(call))
         options = [o.resized(fi, fo) for o in options]
         rank = max(1, round(option.level * options[0].full_rank))
-        valid = [o for o in options if o.saves(min(rank, o.full_rank))] or options[:1]
+        valid = [o for o in options if o.saves(min(rank, o.full_rank))]
+        if not valid:  # the stage skips a split that would not save anything
+            return 0.0, 0.0, 0.0
         best = min(valid, key=lambda o: o.macs(min(rank, o.full_rank)))
         r = min(rank, best.full_rank)
         mid_positions = out_positions

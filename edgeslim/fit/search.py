@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeslim.fit import sensitivity
+from edgeslim.fit import history, sensitivity
 from edgeslim.fit.budget import Budget
 from edgeslim.fit.costs import CostModel
 from edgeslim.fit.select import select
@@ -98,7 +98,9 @@ def run_search(
     state.losses = sensitivity.losses(table, units)
     state.scale = {k: 1.0 for k in budget.limits()}
     state.epochs = state.base_epochs = settings.finetune_epochs
-    trials_left = max_trials
+    past_dir = history.history_dir(model_file, table["key"], settings)
+    reused = _reuse_history(state, past_dir, out_dir, notify)
+    trials_left = max_trials if not reused or _adapt(state, reused) else 0
     while trials_left > 0:
         plans = _propose(state, "quantize" in techniques)
         plans = plans[:trials_left]
@@ -125,6 +127,7 @@ def run_search(
         trials_left -= len(plans)
         for plan, trial, guess in zip(plans, results, predicted, strict=True):
             state.trials.append(trial)
+            history.store(past_dir, trial)
             verdict = state.judge(trial) | {"predicted": guess}
             state.evaluations.append(verdict)
             if not trial.failed:
@@ -133,6 +136,26 @@ def run_search(
         if not _adapt(state, results):
             break
     return state, {"sensitivity": table, "sensitivity_cached": cached, "baseline_trial": base}
+
+
+def _reuse_history(state: SearchState, folder: Path, out_dir: Path, notify: Notify) -> list[TrialResult]:
+    """Earlier fits' trials: they calibrate the cost model, and those trained as long as this fit
+    trains become this fit's first candidates, judged against this budget."""
+    past = history.load(folder)
+    reused = []
+    for trial in past:
+        state.cost.observe(Plan.from_dict(trial.plan), trial.measured)
+        if trial.epochs == state.epochs:
+            copy = history.reuse(trial, len(state.trials), out_dir)
+            copy.reused = True
+            state.trials.append(copy)
+            state.evaluations.append(state.judge(copy) | {"predicted": None})
+            reused.append(copy)
+    if past:
+        notify(
+            f"history: {len(past)} trial(s) of earlier fits calibrate the cost model; {len(reused)} reused"
+        )
+    return reused
 
 
 def _baseline(
@@ -215,12 +238,14 @@ def _propose(state: SearchState, quantize: bool) -> list[Plan]:
 
 
 def _adapt(state: SearchState, results: list[TrialResult]) -> bool:
-    """Update the predicted budget from this round; False when the search should stop.
+    """Decide the next round from this one; False when the search should stop.
 
-    The best trial that holds the budget: with room left on every constraint, relax the predicted budget
-    so the next plan can spend the room on accuracy; without room, stop (whether the loss holds or not,
-    this is the least lossy plan the budget allows). No trial holds the budget: tighten each broken
-    constraint by what the closest trial measured.
+    Every measurement has already recalibrated the cost model, so the next selection prices plans
+    closer to what the artifacts measure. The best trial that holds the budget: with room left on
+    every constraint, select again (the recalibrated model lets the plan spend the room on accuracy);
+    with no room left and the loss over, train the same plan longer; else stop. No trial holds the
+    budget: select again, with a small safety margin on each broken constraint in case the model's
+    error repeats.
     """
     verdicts = state.evaluations[-len(results) :]
     limits = state.budget.limits()
@@ -229,22 +254,18 @@ def _adapt(state: SearchState, results: list[TrialResult]) -> bool:
         best = max(fitting, key=lambda v: (v["within_loss"], v["validation"]["accuracy"]))
         trial = next(t for t in state.trials if t.index == best["trial"])
         room = {k: 1 - trial.measured[k] / v for k, v in limits.items() if trial.measured.get(k) is not None}
-        if not room or min(room.values()) <= SLACK:
-            if best["within_loss"] or state.epochs >= 4 * state.base_epochs:
-                return False
-            state.epochs *= 2  # the budget is spent and the loss binds: train the same plan longer
+        if room and min(room.values()) > SLACK:
             return True
-        for key, free in room.items():
-            state.scale[key] *= min(1.25, 1 / (1 - free))
+        if best["within_loss"] or state.epochs >= 4 * state.base_epochs:
+            return False
+        state.epochs *= 2  # the budget is spent and the loss binds: train the same plan longer
         return True
-    measured = [t for t in results if not t.failed]
-    if not measured:
+    if not any(not t.failed for t in results):
         return False
-    closest = min(measured, key=lambda t: sum(state.judge(t)["over"].values()))
-    for key, limit in limits.items():
-        value = closest.measured.get(key)
-        if value is not None and value > limit:
-            state.scale[key] *= limit / value * 0.97
+    for verdict in verdicts:
+        for key in verdict["over"]:
+            if key in state.scale:
+                state.scale[key] *= 0.97
     return True
 
 

@@ -27,9 +27,16 @@ from edgeslim.fit.space import Option, Plan, Unit
 CACHE_VERSION = 2
 
 
-def cache_dir() -> Path:
+def fit_cache() -> Path:
+    """Where fits keep what later fits reuse: ``$EDGESLIM_FIT_CACHE``, else ``$EDGESLIM_CACHE/fit``."""
+    if os.environ.get("EDGESLIM_FIT_CACHE"):
+        return Path(os.environ["EDGESLIM_FIT_CACHE"])
     base = os.environ.get("EDGESLIM_CACHE") or str(Path.home() / ".cache" / "edgeslim")
-    return Path(base) / "sensitivity"
+    return Path(base) / "fit"
+
+
+def cache_dir() -> Path:
+    return fit_cache() / "sensitivity"
 
 
 def cache_key(model_file: bytes, data: Any, units: list[Unit]) -> str:

@@ -76,6 +76,17 @@ class Plan:
         )
         return cls(chosen, per_channel, quantize)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """The plan a ``to_dict()`` describes (a trial's record)."""
+        choices = [("prune", n, Option("prune", float(v))) for n, v in data["prune"].items()]
+        choices += [("factor", n, Option("lowrank", float(v))) for n, v in data["lowrank"].items()]
+        choices += [("factor", n, Option("separable", float(v))) for n, v in data["separable"].items()]
+        quantization = data["quantization"]
+        return cls(
+            tuple(choices), per_channel="per channel" in quantization, quantize=quantization != "float32"
+        )
+
     def option(self, kind: str, name: str) -> Option:
         return next((o for k, n, o in self.choices if k == kind and n == name), NONE)
 

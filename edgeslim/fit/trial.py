@@ -52,6 +52,7 @@ class TrialResult:
     model_path: str | None = None
     seconds: float = 0.0
     failed: str | None = None  # why the trial produced no artifact
+    reused: bool = False  # measured by an earlier fit of the same model (fit/history.py)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -295,6 +295,28 @@ class LayerHandler:
         return getattr(getattr(self.layer, "activation", None), "__name__", "linear")
 
 
+class KernelBiasHandler(LayerHandler):
+    """A layer computing kernel . x + bias per output channel (Dense, convolutions, transposed ones):
+    the kernel grows with its input and output channels, the bias with its outputs, and a following
+    BatchNorm folds in by scaling the kernel's output axis (``out_axis``) and the bias."""
+
+    kernel_attrs = ("kernel",)
+    out_axis: ClassVar[int] = -1
+
+    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
+        bias = float(self.layer.bias.shape[0]) if self.layer.use_bias else 0.0
+        kernel = self.params() - bias
+        return kernel * keep_in * keep_out + bias * keep_out, (self.macs(call) or 0) * keep_in * keep_out
+
+    def fold(self, a: np.ndarray, b: np.ndarray) -> Edit:
+        w = [np.asarray(x, np.float64) for x in weights_of(self.layer)]
+        bias = w[1] if self.layer.use_bias else np.zeros(len(a))
+        shape = [1] * w[0].ndim
+        shape[self.out_axis] = len(a)
+        kernel = w[0] * a.reshape(shape)
+        return Edit({"use_bias": True}, [kernel.astype(np.float32), (bias * a + b).astype(np.float32)])
+
+
 def weights_of(layer: keras.layers.Layer) -> list[np.ndarray]:
     return [np.asarray(w) for w in layer.get_weights()]
 

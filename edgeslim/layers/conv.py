@@ -20,7 +20,7 @@ from edgeslim.layers.base import (
     Call,
     Edit,
     Factorization,
-    LayerHandler,
+    KernelBiasHandler,
     Replacement,
     Separation,
     copy_layer,
@@ -37,10 +37,9 @@ L = keras.layers
 DEPTHWISE_OF = {L.Conv1D: L.DepthwiseConv1D, L.Conv2D: L.DepthwiseConv2D}
 
 
-class ConvHandler(LayerHandler):
+class ConvHandler(KernelBiasHandler):
     family = "convolution"
     handles = (L.Conv1D, L.Conv2D, L.Conv3D)
-    kernel_attrs = ("kernel",)
 
     @property
     def dims(self) -> int:
@@ -58,11 +57,6 @@ class ConvHandler(LayerHandler):
         if self.layer.data_format != "channels_last":
             return "channels_first data format"
         return ""
-
-    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
-        bias = float(self.layer.bias.shape[0]) if self.layer.use_bias else 0.0
-        kernel = self.params() - bias
-        return kernel * keep_in * keep_out + bias * keep_out, (self.macs(call) or 0) * keep_in * keep_out
 
     def coupling(self, call: Call) -> tuple[str, str]:
         reason = self._unusual()
@@ -218,11 +212,6 @@ class ConvHandler(LayerHandler):
     # -- BatchNorm folding, QAT, refits ----------------------------------------------------------
     def why_not_fold(self) -> str:
         return self._unusual()
-
-    def fold(self, a: np.ndarray, b: np.ndarray) -> Edit:
-        w = [np.asarray(x, np.float64) for x in weights_of(self.layer)]
-        bias = w[1] if self.layer.use_bias else np.zeros(len(a))
-        return Edit({"use_bias": True}, [(w[0] * a).astype(np.float32), (bias * a + b).astype(np.float32)])
 
     def why_not_qat(self) -> str:
         if self.layer.padding == "causal":

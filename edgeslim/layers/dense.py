@@ -11,7 +11,7 @@ from edgeslim.layers.base import (
     Call,
     Edit,
     Factorization,
-    LayerHandler,
+    KernelBiasHandler,
     Replacement,
     copy_layer,
     keep_index,
@@ -24,19 +24,13 @@ from edgeslim.layers.base import (
 from edgeslim.layers.fakequant import QAT_CLASSES
 
 
-class DenseHandler(LayerHandler):
+class DenseHandler(KernelBiasHandler):
     family = "dense"
     handles = (keras.layers.Dense,)
-    kernel_attrs = ("kernel",)
 
     def macs(self, call: Call) -> int:
         m_in, m_out = self.layer.kernel.shape
         return spatial(call.out_shape) * int(m_in) * int(m_out)
-
-    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
-        bias = float(self.layer.bias.shape[0]) if self.layer.use_bias else 0.0
-        kernel = self.params() - bias
-        return kernel * keep_in * keep_out + bias * keep_out, (self.macs(call) or 0) * keep_in * keep_out
 
     def coupling(self, call: Call) -> tuple[str, str]:
         if call.in_shape and call.in_shape[-1] != self.layer.kernel.shape[0]:
@@ -96,11 +90,6 @@ class DenseHandler(LayerHandler):
 
     def why_not_fold(self) -> str:
         return ""
-
-    def fold(self, a: np.ndarray, b: np.ndarray) -> Edit:
-        w = [np.asarray(x, np.float64) for x in weights_of(self.layer)]
-        bias = w[1] if self.layer.use_bias else np.zeros(len(a))
-        return Edit({"use_bias": True}, [(w[0] * a).astype(np.float32), (bias * a + b).astype(np.float32)])
 
     def why_not_qat(self) -> str:
         return ""

@@ -17,7 +17,7 @@ from edgeslim.layers.base import (
     Call,
     Edit,
     Factorization,
-    LayerHandler,
+    KernelBiasHandler,
     Replacement,
     copy_layer,
     keep_index,
@@ -32,10 +32,10 @@ L = keras.layers
 CONV = {1: L.Conv1D, 2: L.Conv2D, 3: L.Conv3D}
 
 
-class TransposeConvHandler(LayerHandler):
+class TransposeConvHandler(KernelBiasHandler):
     family = "transposed convolution"
     handles = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-    kernel_attrs = ("kernel",)
+    out_axis = -2  # the kernel is (K..., D_out, D_in)
 
     @property
     def dims(self) -> int:
@@ -43,11 +43,6 @@ class TransposeConvHandler(LayerHandler):
 
     def macs(self, call: Call) -> int:
         return spatial(call.in_shape) * math.prod(int(d) for d in self.layer.kernel.shape)
-
-    def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
-        bias = float(self.layer.bias.shape[0]) if self.layer.use_bias else 0.0
-        kernel = self.params() - bias
-        return kernel * keep_in * keep_out + bias * keep_out, (self.macs(call) or 0) * keep_in * keep_out
 
     def coupling(self, call: Call) -> tuple[str, str]:
         if self.layer.data_format != "channels_last":
@@ -126,12 +121,6 @@ class TransposeConvHandler(LayerHandler):
 
     def why_not_fold(self) -> str:
         return "" if self.layer.data_format == "channels_last" else "channels_first data format"
-
-    def fold(self, a: np.ndarray, b: np.ndarray) -> Edit:
-        w = [np.asarray(x, np.float64) for x in weights_of(self.layer)]
-        bias = w[1] if self.layer.use_bias else np.zeros(len(a))
-        kernel = w[0] * a[:, None]
-        return Edit({"use_bias": True}, [kernel.astype(np.float32), (bias * a + b).astype(np.float32)])
 
 
 def _matrix(kernel: np.ndarray) -> np.ndarray:

@@ -17,7 +17,14 @@ from edgeslim.errors import ConfigError, EdgeslimError, Problems
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 SECTIONS = ("dataset", "model", "train", "compress", "fit", "export", "report")
-DATASET_KEYS = {"name": str, "data_dir": (str, type(None)), "seed": int}
+DATASET_KEYS = {
+    "name": str,
+    "data_dir": (str, type(None)),
+    "seed": int,
+    "anomaly_class": (int, type(None)),  # reconstruction: train on the other classes, score AUC
+    "image_size": (str, int, list, type(None)),  # folder: resize to this (default: the model's input)
+    "color_mode": (str, type(None)),  # folder: grayscale or rgb (default: as the images are)
+}
 EXPORT_KEYS = {
     "targets": list,
     "board": str,
@@ -186,6 +193,7 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfi
     dataset: dict[str, Any] = {"name": "digits", "data_dir": None, "seed": 0}
     with problems.collect():
         dataset |= check_mapping(raw.get("dataset", {}), "dataset", DATASET_KEYS)
+    _check_dataset_name(dataset, problems)
     model, unsafe = "digits_cnn", False
     with problems.collect():
         model, unsafe = _check_model(raw.get("model", "digits_cnn"))
@@ -244,6 +252,16 @@ def check_mapping(value: Any, path: str, schema: dict[str, Any]) -> dict[str, An
             problems.add(f"{path}.{key}: must be {names}, got {item!r}")
     problems.raise_if_any()
     return dict(value)
+
+
+def _check_dataset_name(dataset: dict[str, Any], problems: Problems) -> None:
+    from edgeslim.data import DATASETS
+
+    name = dataset["name"]
+    if isinstance(name, str) and name not in DATASETS and not name.endswith(".npz"):
+        problems.add(
+            f"dataset.name: unknown dataset {name!r}", f"choose one of {sorted(DATASETS)} or a .npz path"
+        )
 
 
 def _check_model(value: Any) -> tuple[str, bool]:
@@ -335,20 +353,22 @@ def _check_export(value: Any, problems: Problems) -> dict[str, Any]:
         "firmware": False,
     }
     with problems.collect():
-        export |= check_mapping(value, "export", EXPORT_KEYS)
+        check_mapping(value, "export", EXPORT_KEYS)
+    if isinstance(value, dict):  # check what the keys hold even when another key is wrong
+        export |= {k: v for k, v in value.items() if k in EXPORT_KEYS}
     for i, target in enumerate(export["targets"] if isinstance(export["targets"], list) else []):
         if target not in TARGET_NAMES:
             problems.add(f"export.targets[{i}]: must be one of {sorted(TARGET_NAMES)}, got {target!r}")
-    if isinstance(export["board"], str):
+    if isinstance(export["board"], str) and export["board"]:
         try:
             load_board(export["board"])  # a shipped profile's name, or a board JSON file
         except EdgeslimError as exc:
             problems.add(f"export.board: {exc.message}", exc.hint)
     floor = export["agreement_floor"]
-    if isinstance(floor, int | float) and not 0 <= floor <= 1:
+    if isinstance(floor, int | float) and math.isfinite(floor) and not 0 <= floor <= 1:
         problems.add(f"export.agreement_floor: must be in [0, 1], got {floor!r}")
     calib = export["calib_samples"]
-    if isinstance(calib, int) and calib <= 0:
+    if isinstance(calib, int) and not isinstance(calib, bool) and calib <= 0:
         problems.add(f"export.calib_samples: must be a positive integer, got {calib!r}")
     return export
 

@@ -92,9 +92,13 @@ def _quiet(step: str, event: str) -> None:
 
 def _load_data(config: PipelineConfig) -> Any:
     from edgeslim.data import load_dataset
+    from edgeslim.data.anomaly import dataset_for_task
+    from edgeslim.train.zoo_names import ZOO_TASKS
 
     ds = config.dataset
-    return load_dataset(ds["name"], ds["data_dir"], seed=ds["seed"])
+    options = {k: ds[k] for k in ("anomaly_class", "image_size", "color_mode") if ds.get(k) is not None}
+    data = load_dataset(ds["name"], ds["data_dir"], seed=ds["seed"], **options)
+    return dataset_for_task(data, ZOO_TASKS.get(config.model))
 
 
 def _train_step(ctx: Context) -> tuple[Lazy, str]:
@@ -128,13 +132,7 @@ def _baseline_model(config: PipelineConfig, data: Any, progress: Any) -> tuple[A
     from edgeslim.train.fit import check_compatible, train_model
     from edgeslim.train.run import resolve_model
 
-    model = resolve_model(
-        config.model,
-        data.input_shape,
-        data.num_classes,
-        unsafe=config.unsafe_load,
-        seed=config.dataset["seed"],
-    )
+    model = resolve_model(config.model, data, unsafe=config.unsafe_load, seed=config.dataset["seed"])
     if config.train is None:  # a trained .keras model: measure it as it is
         check_compatible(model, data)
         return model, None

@@ -65,6 +65,7 @@ def _trial_rows(fit: dict[str, Any]) -> list[list[object]]:
         else:
             verdict = "fits" if ev["meets_budget"] else "over " + ", ".join(ev["over"])
             verdict += "" if ev["within_loss"] else "; loss over"
+            verdict += " (from an earlier fit)" if t.get("reused") else ""
         rows.append(
             [
                 t["index"],

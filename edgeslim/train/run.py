@@ -21,14 +21,13 @@ class TrainRun:
     history: dict[str, list[float]]
 
 
-def resolve_model(
-    spec: str, input_shape: tuple[int, ...], num_classes: int, unsafe: bool = False, seed: int = 0
-):
-    """A zoo name builds a fresh model; a path loads a user's ``.keras`` model (safe mode)."""
+def resolve_model(spec: str, dataset: Any, unsafe: bool = False, seed: int = 0):
+    """A zoo name builds a fresh model for the dataset's shape; a path loads a user's ``.keras`` model
+    (safe mode), whatever its inputs."""
     from edgeslim.train.zoo import MODELS, build_model
 
     if spec in MODELS:
-        return build_model(spec, input_shape, num_classes, seed=seed)
+        return build_model(spec, dataset.input_shape, dataset.num_classes, seed=seed)
     if spec.endswith(".keras") or "/" in spec or Path(spec).exists():
         from edgeslim.modelio import load_keras_model
 
@@ -47,6 +46,8 @@ def train_to_dir(
     unsafe: bool = False,
     progress: bool | ProgressReporter | None = True,
     anomaly_class: int | None = None,
+    image_size: str | None = None,
+    color_mode: str | None = None,
 ) -> TrainRun:
     """Train and write ``out/model.keras``, ``out/history.json`` and ``out/metrics.json`` atomically.
 
@@ -58,12 +59,13 @@ def train_to_dir(
     from edgeslim.modelio import save_keras_model
     from edgeslim.train.fit import train_model
 
-    data = load_dataset(dataset, data_dir, seed=config.seed, anomaly_class=anomaly_class)
+    options = {"image_size": image_size, "color_mode": color_mode}  # the folder dataset's
+    data = load_dataset(dataset, data_dir, seed=config.seed, anomaly_class=anomaly_class, **options)
     if ZOO_TASKS.get(model) == "reconstruction" and data.task == "classification":
         from edgeslim.data.anomaly import as_reconstruction
 
         data = as_reconstruction(data)
-    net = resolve_model(model, data.input_shape, data.num_classes, unsafe=unsafe, seed=config.seed)
+    net = resolve_model(model, data, unsafe=unsafe, seed=config.seed)
     result = train_model(net, data, config, progress=progress)
     stats = analyze_keras(result.model)
     metrics = {

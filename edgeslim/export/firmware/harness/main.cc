@@ -193,6 +193,8 @@ int Run() {
   const int file_bytes = handle >= 0 ? semihost_flen(handle) : 0;
   const size_t samples = handle >= 0 ? static_cast<size_t>(file_bytes) / in_bytes : 1;
   for (size_t s = 0; s < samples; ++s) {
+    // Each sample starts from the initial state: a fused LSTM keeps its state in variable tensors.
+    if (interpreter->Reset() != kTfLiteOk) return Fail("reset", s);
     if (handle >= 0 && !ReadSample(handle, *interpreter)) return Fail("read", s);
     const uint64_t start = Ticks();
     const TfLiteStatus status = interpreter->Invoke();
