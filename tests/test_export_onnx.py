@@ -65,6 +65,32 @@ def test_each_mode_has_its_own_graph(digits_onnx):
     assert sizes["int8"] < 0.4 * sizes["float32"] and sizes["float16"] < 0.6 * sizes["float32"]
 
 
+def activation_scales(path) -> dict[str, float]:
+    """The scale of every activation QuantizeLinear (the calibration sets these; weights have their own)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(path).graph
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    return {
+        node.input[0]: float(constants[node.input[1]].reshape(-1)[0])
+        for node in graph.node
+        if node.op_type == "QuantizeLinear" and node.input[0] not in constants
+    }
+
+
+def test_entropy_and_percentile_calibration_change_the_scales(digits_onnx):
+    minmax = activation_scales(digits_onnx["int8"].path)
+    for case in ("int8-entropy", "int8-percentile"):
+        other = activation_scales(digits_onnx[case].path)
+        shared = sorted(set(minmax) & set(other))
+        assert len(shared) >= 3, case
+        differ = [name for name in shared if not np.isclose(minmax[name], other[name], rtol=1e-3)]
+        # Both clip the long tails min/max keeps: most ranges, hence scales, shrink.
+        assert len(differ) >= len(shared) // 2, (case, minmax, other)
+        assert sum(other[n] < minmax[n] for n in differ) >= len(differ) // 2, case
+
+
 def test_calibration_method_is_recorded(digits_onnx):
     assert digits_onnx["int8-entropy"].sidecar["format_details"]["calibration_method"] == "entropy"
     assert digits_onnx["int8-percentile"].sidecar["quant_recipe"]["calibration"] == "percentile"

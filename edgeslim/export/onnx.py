@@ -145,11 +145,12 @@ def _quantized(proto: Any, recipe: QuantRecipe, calibration: Any, names: list[st
         else:
             if calibration is None or not _rows(calibration):
                 raise EdgeslimError("ONNX int8 quantization needs calibration samples", "pass a dataset")
-            method = {
-                "minmax": CalibrationMethod.MinMax,
-                "entropy": CalibrationMethod.Entropy,
-                "percentile": CalibrationMethod.Percentile,
-            }[recipe.calibration]
+            overrides = {}
+            if recipe.calibration != "minmax":
+                ranges = calibrated_ranges(pre, names, calibration, recipe.calibration, Path(tmp))
+                overrides = {
+                    n: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for n, (lo, hi) in ranges.items()
+                }
             quantize_static(
                 pre,
                 out,
@@ -158,9 +159,42 @@ def _quantized(proto: Any, recipe: QuantRecipe, calibration: Any, names: list[st
                 per_channel=recipe.per_channel,
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
-                calibrate_method=method,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"TensorQuantOverrides": overrides} if overrides else None,
             )
         return onnx.load(out)
+
+
+# quantize_static passes no histogram settings to its calibrators, and its entropy default (128 bins
+# searched over 128 quantized bins) has no threshold to try below the maximum: its scales came out
+# equal to min/max's. These are the settings the entropy method is defined with (TensorRT's: 2048
+# bins, 128 levels per side), and a percentile that clips the last 0.01 %.
+CALIBRATION_SETTINGS = {
+    "entropy": {"num_bins": 2048, "num_quantized_bins": 128},
+    "percentile": {"num_bins": 2048, "percentile": 99.99, "symmetric": False},
+}
+
+
+def calibrated_ranges(model: Path, names: list[str], samples: Any, method: str, work: Path) -> dict:
+    """{tensor: (min, max)} from onnxruntime's entropy or percentile calibrator, run with its settings."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    kind = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method]
+    calibrator = create_calibrator(
+        model,
+        augmented_model_path=work / f"augmented-{method}.onnx",
+        calibrate_method=kind,
+        extra_options=CALIBRATION_SETTINGS[method],
+    )
+    calibrator.collect_data(_Reader(names, samples))
+    ranges = {
+        name: tuple(float(v) for v in data.range_value) for name, data in calibrator.compute_data().items()
+    }
+    # The model's outputs keep min/max: clipping a softmax's top probability makes argmax ties.
+    import onnx
+
+    outputs = {o.name for o in onnx.load(model).graph.output}
+    return {name: (min(lo, 0.0), max(hi, 0.0)) for name, (lo, hi) in ranges.items() if name not in outputs}
 
 
 def _pre_process(src: Path, dst: Path) -> None:
