@@ -163,12 +163,18 @@ def goals(results: dict) -> str:
         if name in results:
             best = results[name]["fit"].get("best") or {}
             mcu = best.get("mcu") or {}
-            measured = (mcu.get("firmware") or {}).get("arena_used_bytes") or mcu.get("arena_bytes") or 1e9
-            ok = best.get("bytes", 1e9) <= flash * 1024 and measured <= arena * 1024
+            measured = (mcu.get("firmware") or {}).get("arena_used_bytes") or mcu.get("arena_bytes")
+            binding = ", ".join(results[name]["fit"]["binding"]) or "none"
+            if not best or measured is None:
+                lines.append(
+                    f"- {label} (<= {flash} KB, arena <= {arena} KB): NOT met: no model; binding: {binding}."
+                )
+                continue
+            ok = best["bytes"] <= flash * 1024 and measured <= arena * 1024
             lines.append(
                 f"- {label} (<= {flash} KB, arena <= {arena} KB): {'met' if ok else 'NOT met'}: "
-                f"{best.get('bytes', 0):,} B, arena {measured:,} B, test {best.get('test_accuracy', 0):.2%}; "
-                f"binding: {', '.join(results[name]['fit']['binding']) or 'none'}."
+                f"{best['bytes']:,} B, arena {measured:,} B, test {best.get('test_accuracy', 0):.2%}; "
+                f"binding: {binding}."
             )
     return "\n".join(lines) + "\n"
 

@@ -55,7 +55,9 @@ class RayExecutor:
             where = f"the Ray cluster at {address}" if address else "a local Ray"
             raise EdgeslimError(
                 f"could not start or join {where}: {str(exc).splitlines()[0][:200]}",
-                "check the address (ray start --head prints it), or drop --ray-address to run locally",
+                "check the address (ray start --head prints it); a cluster with token authentication "
+                "(ray start's default since Ray 2.59) needs RAY_AUTH_MODE=token and its token here; "
+                "or drop --ray-address to run locally",
             ) from None
         self.workers = int(ray.cluster_resources().get("CPU", workers or 1))
         self._remote: dict[Callable, Any] = {}

@@ -1,10 +1,11 @@
 """The adaptive search: sensitivity -> select -> trials, measured, until the budget and the loss hold.
 
 Each round selects plans for the budget as the calibrated cost model predicts it (one at the budget,
-one with a safety margin), runs them as independent trials (in-process or on Ray), and feeds the real
-artifacts' figures back into the cost model. A round whose best trial breaks a constraint tightens
-the predicted budget for that constraint by what the measurement showed; a round whose best trial
-holds everything with room to spare relaxes it, so the next plan can spend the room on accuracy.
+and, until compressed plans of this model have been measured, one with a safety margin), runs them
+as independent trials (in-process or on Ray), and feeds the real artifacts' figures back into the
+cost model. A round whose best trial breaks a constraint tightens the predicted budget for that
+constraint; a round whose best trial came out well under what was predicted selects again, so the
+recalibrated model can spend the room on accuracy.
 Loss is judged on the validation split; the test split is read once, for the winner.
 """
 
@@ -26,8 +27,9 @@ from edgeslim.fit.space import Plan, search_space
 from edgeslim.fit.stats import compare
 from edgeslim.fit.trial import TrialResult, TrialSettings, run_trial
 
-MARGIN = 0.88  # the second plan of a round aims this far under the budget
-SLACK = 0.08  # a winner this far under every limit may buy accuracy with the room
+MARGIN = 0.88  # the hedging plan of a round aims this far under the budget
+SLACK = 0.08  # a winner this far under its limits *and* its prediction may buy accuracy with the room
+CALIBRATED = 2  # measured compressed plans after which the cost model is trusted without a hedge
 Notify = Callable[[str], None]
 
 
@@ -229,7 +231,10 @@ def _sensitivity(
 def _propose(state: SearchState, quantize: bool) -> list[Plan]:
     tried = {t.plan_key for t in state.trials if t.epochs == state.epochs}
     plans: list[Plan] = []
-    for margin in (1.0, MARGIN):
+    # The hedge covers the cost model's error on compressed plans, which the first measurements of
+    # this model (this fit's or an earlier fit's, from the history) remove.
+    margins = (1.0,) if state.cost.compressed_observations >= CALIBRATED else (1.0, MARGIN)
+    for margin in margins:
         limits = {k: v * state.scale[k] * margin for k, v in state.budget.limits().items()}
         chosen = select(state.units, state.losses, state.cost, limits, quantize, state.per_tensor_loss)
         if chosen.plan.key() not in tried and all(chosen.plan.key() != p.key() for p in plans):
@@ -241,9 +246,10 @@ def _adapt(state: SearchState, results: list[TrialResult]) -> bool:
     """Decide the next round from this one; False when the search should stop.
 
     Every measurement has already recalibrated the cost model, so the next selection prices plans
-    closer to what the artifacts measure. The best trial that holds the budget: with room left on
-    every constraint, select again (the recalibrated model lets the plan spend the room on accuracy);
-    with no room left and the loss over, train the same plan longer; else stop. No trial holds the
+    closer to what the artifacts measure. The best trial that holds the budget: if it measured well
+    under both the limits and its own prediction, select again (the recalibrated model lets the plan
+    spend the room on accuracy; room the selection left on purpose is not worth a trial); with the
+    loss over, train the same plan longer; else stop. No trial holds the
     budget: select again, with a small safety margin on each broken constraint in case the model's
     error repeats.
     """
@@ -253,8 +259,13 @@ def _adapt(state: SearchState, results: list[TrialResult]) -> bool:
     if fitting:
         best = max(fitting, key=lambda v: (v["within_loss"], v["validation"]["accuracy"]))
         trial = next(t for t in state.trials if t.index == best["trial"])
-        room = {k: 1 - trial.measured[k] / v for k, v in limits.items() if trial.measured.get(k) is not None}
-        if room and min(room.values()) > SLACK:
+        predicted = best.get("predicted") or {}  # none for an earlier fit's trial: its limits differed
+        room = [
+            min(1 - trial.measured[k] / v, 1 - trial.measured[k] / (predicted.get(k) or v))
+            for k, v in limits.items()
+            if trial.measured.get(k) is not None
+        ]
+        if room and min(room) > SLACK:
             return True
         if best["within_loss"] or state.epochs >= 4 * state.base_epochs:
             return False

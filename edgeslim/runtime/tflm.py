@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,13 @@ class TFLMModel(RuntimeModel):
         threads: int | None,
     ) -> None:
         mcu = (sidecar or {}).get("mcu") or {}
-        self.arena_size = int(mcu.get("arena_size") or max(len(data) * DEFAULT_ARENA_FACTOR, MIN_ARENA))
+        # This interpreter runs on the 64-bit host, whose pointers make every tensor's bookkeeping larger
+        # than on the microcontroller: a kTensorArenaSize measured on the target can be too small here.
+        host = mcu.get("arena_host_bytes")
+        margin = float(mcu.get("arena_margin", 0.25))
+        host_size = math.ceil(host * (1 + margin) / 16) * 16 if host else 0  # as the export rounds it
+        arena = max(int(mcu.get("arena_size") or 0), host_size)
+        self.arena_size = arena or max(len(data) * DEFAULT_ARENA_FACTOR, MIN_ARENA)
         try:
             self._interp = tflm_interpreter(data, self.arena_size)
         except ImportError:
