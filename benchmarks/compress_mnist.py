@@ -11,6 +11,7 @@ separate tf_keras process (peers/tfmot_prune.py). Writes the `compress_mnist` se
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -73,13 +74,38 @@ def deploy(label: str, model, data, quant, out: Path) -> dict:
     }
 
 
-def sparse_row(label: str, model, data) -> dict:
-    """LiteRT's sparse weight encoding is a converter option the export step does not offer: convert here."""
-    from edgeslim.compress.litert import sizes, tflite_accuracy, to_tflite
+def sizes(blob: bytes) -> dict[str, int]:
+    return {"bytes": len(blob), "gzip_bytes": len(gzip.compress(blob, compresslevel=9))}
 
+
+def tflite_accuracy(blob: bytes, x, y) -> float:
+    """Accuracy of a .tflite file in LiteRT, through the product's TensorFlow-free runtime."""
+    import numpy as np
+
+    from edgeslim.runtime import load
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(blob)
+        outputs = load(path).predict(x)
+    return float(np.mean(np.argmax(outputs, axis=-1) == y))
+
+
+def sparse_float_tflite(model) -> bytes:
+    """LiteRT's sparse weight encoding is a converter option the export step does not offer: convert here."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sparse.tflite"
+        optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]  # float32 weights, sparse encoding
+        model.export(str(path), format="litert", verbose=False, optimizations=optimizations)
+        return path.read_bytes()
+
+
+def sparse_row(label: str, model, data) -> dict:
     from edgeslim.analysis.keras_model import analyze_keras
 
-    blob, stats = to_tflite(model, "float32", sparse=True), analyze_keras(model)
+    blob, stats = sparse_float_tflite(model), analyze_keras(model)
     return {
         "variant": label,
         "format": "float32 sparse",
@@ -94,7 +120,6 @@ def sparse_row(label: str, model, data) -> dict:
 
 def tfmot_row(base, data, out: Path, epochs: int) -> dict:
     import numpy as np
-    from edgeslim.compress.litert import sizes, tflite_accuracy
 
     from edgeslim.analysis.keras_model import analyze_keras
 
@@ -136,7 +161,7 @@ def tfmot_row(base, data, out: Path, epochs: int) -> dict:
 
 def main() -> None:
     from edgeslim.compress import parse_stage_spec
-    from edgeslim.train.finetune import FinetuneConfig
+    from edgeslim.train.finetune import FinetuneConfig, finetune
 
     data = mnist()
     base, _ = trained_mnistnet3()
@@ -157,7 +182,7 @@ def main() -> None:
     note(deploy("peer: LiteRT post-training int8", base, data, "int8", out))
     for label, spec, epochs, quant in ALONE:
         stage = parse_stage_spec(spec)
-        result = stage.run(base, data, FinetuneConfig(epochs=epochs), teacher=base)
+        result = stage.run(base, data, FinetuneConfig(epochs=epochs), teacher=base, finetuner=finetune)
         recipe = result.record.quantization or quant
         note(deploy(label, result.model, data, recipe, out))
         if spec.startswith("prune:"):
@@ -167,7 +192,9 @@ def main() -> None:
     note(tfmot_row(base, data, out, epochs=3))
     current, records = base, []
     for spec, epochs in CHAIN:
-        result = parse_stage_spec(spec).run(current, data, FinetuneConfig(epochs=epochs), teacher=base)
+        result = parse_stage_spec(spec).run(
+            current, data, FinetuneConfig(epochs=epochs), teacher=base, finetuner=finetune
+        )
         current = result.model
         records.append(result.record.to_dict())
         print(f"  chain: {spec}  MACs {result.record.totals['macs_after']:,}", flush=True)
