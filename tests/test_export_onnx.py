@@ -110,3 +110,26 @@ def test_int16x8_is_refused_for_onnx(digits_model, digits, tmp_path):
     with pytest.raises(EdgeslimError, match="int16x8"):
         export_model(digits_model, digits, "cpu", out_dir=tmp_path, formats=["onnx"], quant="int16x8")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_model_holding_constants_takes_only_its_own_inputs(digits, tmp_path):
+    """An adapted Normalization keeps its mean and variance as captured tensors; the ONNX file must hold
+    them as constants, not ask the caller for them."""
+    import keras
+
+    norm = keras.layers.Normalization()
+    norm.adapt(digits.x_train[:200])
+    head = keras.layers.Dense(10, "softmax")
+    model = keras.Sequential([keras.Input(digits.x_train.shape[1:]), norm, keras.layers.Flatten(), head])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(digits.x_train, digits.y_train, epochs=3, verbose=0)
+    for quant in ("float32", "int8"):
+        [artifact] = export_model(
+            model, digits, "cpu", out_dir=tmp_path / quant, formats=["onnx"], quant=quant, calib_samples=32
+        )
+        assert artifact.sidecar["verification"]["passed"]
+        runtime_model = load(artifact.path)
+        assert len(runtime_model.inputs) == 1
+        if quant == "float32":
+            expected = model.predict(digits.x_test[:16], verbose=0)
+            np.testing.assert_allclose(runtime_model.predict(digits.x_test[:16]), expected, atol=1e-5)

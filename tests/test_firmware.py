@@ -225,3 +225,15 @@ def test_library_is_cached_whole_outside_the_repository(fw_artifact):
     assert (library.root / "include" / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file()
     assert not list(library.root.parent.glob(f".build-{library.key}-*"))  # no half-built folder left
     assert fw_artifact.sidecar["mcu"]["firmware"]["library_key"] == library.key
+
+
+def test_the_resolver_method_names_are_the_real_headers(fw_artifact):
+    """The names the C package calls are exactly the Add methods of the TFLite Micro being built."""
+    import re
+
+    from edgeslim.export.mcu_resolver import RESOLVER_METHODS
+
+    library = cached_library("cortex-m4")
+    header = library.root / "include" / "tensorflow" / "lite" / "micro" / "micro_mutable_op_resolver.h"
+    real = set(re.findall(r"TfLiteStatus (Add\w+)\(", header.read_text())) - {"AddBuiltin", "AddCustom"}
+    assert real == RESOLVER_METHODS

@@ -33,7 +33,9 @@ MISTAKES = {
                    ["pipeline", "--dataset", "imagenet"], ["compress", "m.keras", "--stage", "shrink"]],
     "bad value": [["compress", "m.keras", "--stage", "prune:sparsity=nan"],
                   ["pipeline", "--set", "compress[a].x=1"], ["pipeline", "--set", "train.epochs=["],
-                  ["pipeline", "--set", "compress[0].prune.sparsity=.inf"], ["pipeline", "--set", "novalue"]],
+                  ["pipeline", "--set", "compress[0].prune.sparsity=.inf"], ["pipeline", "--set", "novalue"],
+                  ["export", "m.keras", "--target", "mcu", "--firmware", "--firmware-samples", "0"],
+                  ["pipeline", "--set", "export.firmware_samples=0"]],
 }  # fmt: skip
 
 

@@ -74,6 +74,19 @@ def test_merges_and_embedding():
     assert stats.params == 400 and stats.macs == 0 and stats.macs_known
 
 
+def test_attention_is_counted_from_its_heads():
+    """Projections + scores + weighted sum + output projection, self- and cross-attention."""
+    q, c = keras.Input((6, 8)), keras.Input((5, 3))
+    x = L.MultiHeadAttention(2, 4, name="self")(q, q)
+    y = L.MultiHeadAttention(3, 2, value_dim=5, output_shape=7, name="cross")(x, c)
+    model = keras.Model([q, c], y)
+    # self: T=6, d=8, h=2, k=v=4: q, k, v projections 3 * 6*8*2*4, scores + sum 2*6*6*(4+4), out 6*2*4*8
+    assert counted(model, "self").macs == 3 * 384 + 576 + 384
+    # cross: q 6*8*3*2, k 5*3*3*2, v 5*3*3*5, scores + sum 3*6*5*(2+5), out 6*3*5*7
+    assert counted(model, "cross").macs == 288 + 90 + 225 + 630 + 630
+    assert analyze_keras(model).macs_complete
+
+
 class Mystery(L.Layer):
     def build(self, input_shape):
         self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones")

@@ -125,6 +125,27 @@ def test_a_model_that_does_not_fit_fails_clearly(digits_model, digits, tmp_path)
         export_model(digits_model, digits, "mcu", out_dir=out, board=str(board), calib_samples=16)
 
 
+def test_an_op_tflite_micro_lacks_is_named(tmp_path):
+    """A Conv3D converts for LiteRT, but TFLite Micro has no CONV_3D kernel: say which op, write nothing."""
+    import keras
+    import numpy as np
+
+    from edgeslim.data.dataset import Dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 4, 6, 6, 1)).astype("float32")
+    y = rng.integers(0, 3, 48)
+    data = Dataset("volumes", x[:32], y[:32], x[32:40], y[32:40], x[40:], y[40:], ["a", "b", "c"])
+    inputs = keras.Input((4, 6, 6, 1))
+    hidden = keras.layers.GlobalAveragePooling3D()(keras.layers.Conv3D(4, 3, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
+    out = tmp_path / "out"
+    with pytest.raises(EdgeslimError, match=r"TFLite Micro has no kernel for CONV_3D") as caught:
+        export_model(model, data, "mcu", out_dir=out, calib_samples=8)
+    assert "cpu target" in caught.value.hint
+    assert not out.exists() or not list(out.iterdir())
+
+
 def test_shipped_board_profiles():
     assert {"cortex-m4", "cortex-m7", "nrf52840", "esp32-s3", "stm32l4r5"} <= set(BOARDS)
     assert (BOARDS["cortex-m4"].ram_bytes, BOARDS["cortex-m4"].flash_bytes) == (256 * 1024, 1024 * 1024)
@@ -142,6 +163,7 @@ def test_shipped_board_profiles():
         ("MAX_POOL_2D", "AddMaxPool2D"),
         ("L2_NORMALIZATION", "AddL2Normalization"),
         ("BATCH_MATMUL", "AddBatchMatMul"),
+        ("REVERSE_V2", "AddReverseV2"),  # a backward recurrence (Bidirectional)
         ("UNIDIRECTIONAL_SEQUENCE_LSTM", "AddUnidirectionalSequenceLSTM"),
         ("PADV2", "AddPadV2"),
     ],

@@ -149,6 +149,57 @@ def test_recurrent_units_keep_their_gate_layout(rows, request):
     assert result.model.get_layer("r2").cell.kernel.shape[0] == 12  # the consumer reads 12 units
 
 
+GATES = {"lstm": (4, 3), "gru": (3, 3), "simplernn": (1, 0)}  # (gates, elementwise products per unit)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simplernn"])
+def test_the_recurrent_kernel_splits_inside_the_step(kind, rows, request, tmp_path):
+    """h A B replaces h U: exact at full rank, counted by hand, saved and loaded safely, prunable."""
+    model, data = trained(kind, request)
+    graph = ModelGraph(model)
+    node = graph.nodes["r1"]
+    schemes = [f.scheme for f in node.handler.factorizations(node.call_shapes()[0])]
+    assert schemes == ["input", "recurrent"]
+    exact = graph.rebuild({"r1": node.handler.factorize("recurrent", 24, {"r1", "r2", "out"})})
+    x = data.x_test[:32]
+    assert np.max(np.abs(exact.predict(x, verbose=0) - model.predict(x, verbose=0))) < 1e-4
+
+    result = parse_stage_spec("lowrank:rank=4,method=recurrent").apply(model, data)
+    assert result.record.row("r1").detail["scheme"] == "recurrent"
+    gates, products = GATES[kind]
+    split_r1 = 8 * (gates * 24 * 8 + 24 * 4 + 4 * gates * 24 + products * 24)  # T (g u f + u R + R g u + e u)
+    split_r2 = 8 * (gates * 16 * 24 + 16 * 4 + 4 * gates * 16 + products * 16)
+    assert result.record.totals["macs_after"] == split_r1 + split_r2 + 16 * 10
+    assert analyze_keras(result.model).total_macs == result.record.totals["macs_after"]
+
+    path = tmp_path / "split.keras"
+    result.model.save(path)
+    from edgeslim.modelio import load_keras_model
+
+    loaded = load_keras_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-6)
+    pruned = parse_stage_spec("prune:mode=structured,sparsity=0.5,compensate=none").apply(loaded, data).model
+    r1 = pruned.get_layer("r1_lr")
+    assert r1.units == 12 and r1.cell.recurrent_a.shape == (12, 4)
+    assert r1.cell.recurrent_b.shape == (4, 12 * gates)
+    assert pruned.predict(x, verbose=0).shape == (32, 10)
+
+
+def test_a_split_recurrent_kernel_runs_int8_in_litert_and_tflite_micro(rows, request, tmp_path):
+    from edgeslim.export import export_model
+    from edgeslim.runtime import evaluate, load
+
+    model, data = trained("lstm", request)
+    split = parse_stage_spec("lowrank:rank=8,method=recurrent,layers=r1").apply(model, data).model
+    [artifact] = export_model(split, data, "mcu", out_dir=tmp_path, calib_samples=100, agreement_floor=0.9)
+    [layer] = [r for r in artifact.sidecar["format_details"]["recurrent"]["layers"] if r["name"] == "r1_lr"]
+    assert layer["as"] == "unrolled"
+    verification = artifact.sidecar["verification"]
+    assert verification["tflm"]["passed"] and verification["agreement"] >= 0.9
+    micro = evaluate(load(artifact.path, backend="tflm"), data.x_test, data.y_test)["accuracy"]
+    assert abs(micro - verification["keras_accuracy"]) <= 0.03
+
+
 def test_conv1d_becomes_depthwise_plus_pointwise_exactly_at_full_rank(rows, request):
     model, data = trained("conv1d", request)
     result = parse_stage_spec("separable:rank=3,require_saving=false,layers=c1|c2").apply(model, data)

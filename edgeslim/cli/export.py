@@ -73,6 +73,10 @@ def export_command(
             "measured flash, arena and instructions."
         ),
     ] = False,
+    firmware_samples: Annotated[
+        int | None,
+        typer.Option(min=1, help="mcu with --firmware: test samples run on the board (default 32)."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
 ) -> None:
     """Export MODEL for a deployment target and verify every file in its own runtime."""
@@ -100,6 +104,7 @@ def export_command(
             calibration=calibration,
             source_path=model,
             firmware=firmware,
+            firmware_samples=firmware_samples,
         )
     except ExportVerificationError as exc:
         _report(exc.artifacts, json_output)

@@ -2,10 +2,10 @@
 
 Each layer's handler offers its factorizations, priced per rank without building anything (Dense:
 M_in -> K -> M_out; convolutions: "channel" K-wide conv to R filters then 1x1, or for 2-D "spatial"
-K_h x 1 then 1 x K_w; transposed convolutions; the input kernel of LSTM/GRU/SimpleRNN; embedding
-tables). The rank comes from one rule: explicit, by kept energy of sum sigma^2, or by a parameter
-ratio; "auto" picks the split with fewer multiplications at the same error. A layer where
-(M + N) K >= M N would not shrink and is skipped, with the reason.
+K_h x 1 then 1 x K_w; transposed convolutions; the input or the recurrent kernel of
+LSTM/GRU/SimpleRNN; embedding tables). The rank comes from one rule: explicit, by kept energy of
+sum sigma^2, or by a parameter ratio; "auto" picks the split with fewer multiplications at the same
+error. A layer where (M + N) K >= M N would not shrink and is skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from edgeslim.layers import Factorization
 
 
+METHOD_FAMILIES = (("channel", "spatial"), ("input", "recurrent"))  # schemes that compete for one layer
+
+
 @dataclass(kw_only=True)
 class LowRankStage(LayerStage):
     name: ClassVar[str] = "lowrank"
@@ -33,7 +36,7 @@ class LowRankStage(LayerStage):
     rank: int | None = None  # exactly one of rank / energy / ratio; energy 0.95 when none is given
     energy: float | None = None  # kept fraction of sum sigma^2
     ratio: float | None = None  # target parameters after / before, per layer
-    method: str = "auto"  # convolutions: "auto" | "channel" | "spatial"
+    method: str = "auto"  # or convolutions' "channel" | "spatial", recurrent layers' "input" | "recurrent"
     min_params: int = 0  # leave layers with fewer parameters alone
     keep_output: bool = True  # leave the layer producing the model output whole (a bottleneck caps accuracy)
     calib_samples: int = 128  # inputs on which each layer's output error is measured (0: skip)
@@ -51,7 +54,7 @@ class LowRankStage(LayerStage):
         self.check_number("rank", 1, integer=True, optional=True)
         self.check_number("energy", 0.0, 1.0, lo_open=True, optional=True)
         self.check_number("ratio", 0.0, 1.0, lo_open=True, hi_open=True, optional=True)
-        self.check_choice("method", ("auto", "channel", "spatial"))
+        self.check_choice("method", ("auto", *(m for family in METHOD_FAMILIES for m in family)))
         self.check_number("min_params", 0, integer=True)
         self.check_bool("keep_output")
         self.check_number("calib_samples", 0, integer=True)
@@ -120,8 +123,9 @@ class LowRankStage(LayerStage):
         return {k: int(v) for k, v in values.items()}
 
     def _plan(self, options: list[Factorization], rank: int | None = None) -> tuple[Factorization, int] | str:
-        if self.method != "auto":
-            options = [o for o in options if o.scheme in (self.method, "dense", "input", "embedding")]
+        if self.method != "auto":  # the method picks within its own family's schemes only
+            family = next(f for f in METHOD_FAMILIES if self.method in f)
+            options = [o for o in options if o.scheme not in family or o.scheme == self.method]
         if not options:
             return f"no {self.method} factorization for this layer"
         ranks = [min(rank, o.full_rank) if rank else self.choose_rank(o) for o in options]

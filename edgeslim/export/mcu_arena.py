@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from edgeslim.errors import EdgeslimError
+from edgeslim.export.mcu_resolver import RESOLVER_METHODS, resolver_method
 from edgeslim.export.native_output import silenced_stderr
 from edgeslim.runtime.tflite_file import read_tflite
 
@@ -47,7 +48,8 @@ def find_min_arena(data: bytes) -> int:
             "the mcu target measures the tensor arena with TensorFlow Lite Micro's Python interpreter",
             "install the mcu extra: pip install 'edgeslim[mcu]'",
         ) from None
-    n_inputs = len(read_tflite(data, "mcu export").inputs)
+    info = read_tflite(data, "mcu export")
+    n_inputs = len(info.inputs)
     with silenced_stderr():  # every failed try prints an allocation report
         hi = START_BYTES
         while not arena_runs(data, hi, n_inputs):
@@ -56,9 +58,15 @@ def find_min_arena(data: bytes) -> int:
             hi *= 2
         ok = hi < MAX_BYTES or arena_runs(data, hi, n_inputs)
         if not ok:
+            missing = sorted({op for op in info.op_names() if resolver_method(op) not in RESOLVER_METHODS})
+            if missing:
+                raise EdgeslimError(
+                    f"TFLite Micro has no kernel for {', '.join(missing)}, which this model uses",
+                    "replace those layers (Conv3D: a Conv2D over merged axes) or deploy to the cpu target",
+                )
             raise EdgeslimError(
                 f"TFLite Micro cannot run this model even with a {MAX_BYTES // 2**20} MiB arena",
-                "it likely uses an op TFLite Micro lacks; check `edgeslim inspect` on the .tflite",
+                "an op's kernel refuses its shapes or types; check `edgeslim inspect` on the .tflite",
             )
         lo = hi // 2 if hi > START_BYTES else 0  # lo fails (or is 0), hi works
         while hi - lo > 1:

@@ -21,19 +21,20 @@ _EXCEPTIONS = {
 _METHOD_NAMES = """
     AddAbs AddAdd AddAddN AddArgMax AddArgMin AddAssignVariable AddAveragePool2D AddBatchMatMul
     AddBatchToSpaceNd AddBroadcastArgs AddBroadcastTo AddCallOnce AddCast AddCeil AddCircularBuffer
-    AddConcatenation AddConv2D AddCos AddCumSum AddDelay AddDepthToSpace AddDepthwiseConv2D AddDequantize
-    AddDetectionPostprocess AddDiv AddElu AddEmbeddingLookup AddEnergy AddEqual AddEthosU AddExp
-    AddExpandDims AddFftAutoScale AddFill AddFilterBank AddFilterBankLog AddFilterBankSpectralSubtraction
-    AddFilterBankSquareRoot AddFloor AddFloorDiv AddFloorMod AddFramer AddFullyConnected AddGather
-    AddGatherNd AddGreater AddGreaterEqual AddHardSwish AddIf AddIrfft AddL2Normalization AddL2Pool2D
-    AddLeakyRelu AddLess AddLessEqual AddLog AddLogicalAnd AddLogicalNot AddLogicalOr AddLogistic
-    AddLogSoftmax AddMaximum AddMaxPool2D AddMirrorPad AddMean AddMinimum AddMul AddNeg AddNotEqual
-    AddOverlapAdd AddPack AddPad AddPadV2 AddPCAN AddPrelu AddQuantize AddReadVariable AddReduceMax
-    AddReduceMin AddRelu AddRelu6 AddReshape AddResizeBilinear AddResizeNearestNeighbor AddReverse AddRfft
-    AddRound AddRsqrt AddSelectV2 AddShape AddSin AddSlice AddSoftmax AddSpaceToBatchNd AddSpaceToDepth
-    AddSplit AddSplitV AddSqueeze AddSqrt AddSquare AddSquaredDifference AddStridedSlice AddStacker AddSub
-    AddSum AddSvdf AddTanh AddTransposeConv AddTranspose AddUnpack AddUnidirectionalSequenceLSTM
-    AddVarHandle AddWhile AddWindow AddZerosLike
+    AddConcatenation AddConv2D AddCos AddCumSum AddDecode AddDelay AddDepthToSpace AddDepthwiseConv2D
+    AddDequantize AddDetectionPostprocess AddDiv AddDynamicUpdateSlice AddElu AddEmbeddingLookup
+    AddEnergy AddEqual AddEthosU AddExp AddExpandDims AddFftAutoScale AddFill AddFilterBank
+    AddFilterBankLog AddFilterBankSpectralSubtraction AddFilterBankSquareRoot AddFloor AddFloorDiv
+    AddFloorMod AddFramer AddFullyConnected AddGather AddGatherNd AddGreater AddGreaterEqual
+    AddHardSwish AddIf AddIrfft AddL2Normalization AddL2Pool2D AddLeakyRelu AddLess AddLessEqual AddLog
+    AddLogicalAnd AddLogicalNot AddLogicalOr AddLogistic AddLogSoftmax AddMaximum AddMaxPool2D AddMean
+    AddMinimum AddMirrorPad AddMul AddNeg AddNotEqual AddOverlapAdd AddPack AddPad AddPadV2 AddPCAN
+    AddPrelu AddQuantize AddReadVariable AddReduceAll AddReduceMax AddReduceMin AddRelu AddRelu6
+    AddReshape AddResizeBilinear AddResizeNearestNeighbor AddReverseV2 AddRfft AddRound AddRsqrt
+    AddSelectV2 AddShape AddSin AddSlice AddSoftmax AddSpaceToBatchNd AddSpaceToDepth AddSplit AddSplitV
+    AddSqrt AddSquare AddSquaredDifference AddSqueeze AddStacker AddStridedSlice AddSub AddSum AddSvdf
+    AddTanh AddTranspose AddTransposeConv AddUnidirectionalSequenceLSTM AddUnpack AddVarHandle AddWhile
+    AddWindow AddZerosLike
 """
 RESOLVER_METHODS = frozenset(_METHOD_NAMES.split())
 

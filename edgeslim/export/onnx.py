@@ -86,8 +86,29 @@ def _float_model(model: keras.Model, batch: int | None) -> Any:
             f"tf2onnx has no ONNX opset {OPSET} op for {unmapped} in model {model.name!r}",
             "replace the layers that use them, or export --format tflite instead",
         )
+    _inline_captured_constants(proto, function.get_concrete_function(*tensor_specs(model, batch)))
     _rename_outputs(proto)
     return proto
+
+
+def _inline_captured_constants(proto: Any, concrete: Any) -> None:
+    """Tensors the traced function captured by value (a Normalization's mean and variance, say) are
+    constants, but tf2onnx lists every non-variable capture as a graph input: make them initializers,
+    so the file takes the model's inputs only."""
+    import tensorflow as tf
+    from onnx import numpy_helper
+
+    values = {
+        internal.name: external
+        for external, internal in concrete.graph.captures
+        if external.dtype != tf.resource and hasattr(external, "numpy")
+    }
+    for graph_input in list(proto.graph.input):
+        if graph_input.name in values:
+            proto.graph.initializer.append(
+                numpy_helper.from_array(values[graph_input.name].numpy(), graph_input.name)
+            )
+            proto.graph.input.remove(graph_input)
 
 
 def _nodes(graph: Any) -> list[Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import keras
 
+from edgeslim.layers.attention import AttentionHandler
 from edgeslim.layers.base import (
     CONCAT,
     DEPTHWISE,
@@ -57,6 +58,7 @@ HANDLERS: list[type[LayerHandler]] = [
     RecurrentHandler,
     BidirectionalHandler,
     EmbeddingHandler,
+    AttentionHandler,
 ]
 
 _BY_CLASS: dict[type, type[LayerHandler]] = {cls: h for h in HANDLERS for cls in h.handles}

@@ -61,6 +61,9 @@ class Edit:
 class Replacement:
     """What a layer becomes: new layers called in sequence on its input, and their weights.
 
+    A first layer of the replaced layer's own class is called as the original was (every argument,
+    e.g. attention's query and value); any other layer gets the original's first input.
+
     An empty ``layers`` list removes the layer (its input passes straight through). ``weights[i]`` is
     set on ``layers[i]`` once the new model is built; ``None`` keeps that layer's fresh initial weights.
     """
@@ -122,7 +125,8 @@ class Factorization:
 
     def resized(self, keep_in: float, keep_out: float) -> Factorization:
         """The same split on the layer after pruning kept these fractions of its inputs and outputs."""
-        m_in = keep_in if self.scheme not in ("embedding",) else 1.0
+        # M is the input channels, except for a table's rows and a recurrent kernel's units
+        m_in = {"embedding": 1.0, "recurrent": keep_out}.get(self.scheme, keep_in)
         return Factorization(
             self.scheme,
             self.sigma,

@@ -245,8 +245,11 @@ class ModelGraph:
             layer = node.operation
             if layer.name in replacements:
                 outputs = args[0]
-                for new_layer in replacements[layer.name].layers:
-                    outputs = new_layer(outputs)
+                for i, new_layer in enumerate(replacements[layer.name].layers):
+                    if i == 0 and type(new_layer) is type(layer):  # a same-kind copy takes the whole call
+                        outputs = new_layer(*args, **kwargs)  # (attention's query and value, a mask...)
+                    else:
+                        outputs = new_layer(outputs)
             else:
                 outputs = copy_of(layer)(*args, **kwargs)
             for old, new in zip(node.outputs, keras.tree.flatten(outputs), strict=True):

@@ -3,9 +3,12 @@
 Per step each gate multiplies [x_t, h_{t-1}] by its kernels, u (f + u) each; the LSTM and GRU
 gates then take 3u elementwise products: N_x = T (g u (f + u) + e u), N_p = g u (f + u + 1)
 (a GRU with reset_after keeps two biases). Pruning units removes the same unit from every gate block
-of the kernel, the recurrent kernel (its rows too) and the bias. Low rank splits the input kernel,
-x_t W = (x_t A) B: a Dense to R features before the layer, exact at full rank, so the fused LiteRT
-kernel still runs the recurrence.
+of the kernel, the recurrent kernel (its rows too) and the bias. Low rank splits either kernel:
+- "input": x_t W = (x_t A) B, a Dense to R features before the layer, exact at full rank; an LSTM
+  keeps the fused LiteRT kernel;
+- "recurrent": h_{t-1} U = (h_{t-1} A) B inside the step (lowrank_recurrent.LowRankRNN), T (u R + R g u)
+  multiplications instead of T g u^2; exported unrolled.
+A second lowrank pass splits the other kernel; on a LowRankRNN the recurrent width is R, not u.
 """
 
 from __future__ import annotations
@@ -30,40 +33,55 @@ from edgeslim.layers.base import (
     unique_name,
     weights_of,
 )
+from edgeslim.layers.lowrank_recurrent import LOW_RANK_CELLS, LowRankRNN, low_rank_copy
 
 L = keras.layers
-GATES = {L.LSTM: (4, 3), L.GRU: (3, 3), L.SimpleRNN: (1, 0)}  # (gates, elementwise products per unit)
+# (gates, elementwise products per unit), by cell: the low-rank cells subclass these
+GATES = {L.LSTMCell: (4, 3), L.GRUCell: (3, 3), L.SimpleRNNCell: (1, 0)}
 
 
 class RecurrentHandler(LayerHandler):
     family = "recurrent"
-    handles = (L.LSTM, L.GRU, L.SimpleRNN)
+    handles = (L.LSTM, L.GRU, L.SimpleRNN, LowRankRNN)
     kernel_attrs = ()
 
     def _gates(self) -> tuple[int, int]:
-        return next(v for k, v in GATES.items() if isinstance(self.layer, k))
+        return next(v for k, v in GATES.items() if isinstance(self.layer.cell, k))
+
+    @property
+    def _low_rank(self) -> bool:
+        return isinstance(self.layer, LowRankRNN)
 
     def kernels(self) -> list[keras.Variable]:
         cell = self.layer.cell
+        if self._low_rank:
+            return [cell.kernel, cell.recurrent_a, cell.recurrent_b]
         return [cell.kernel, cell.recurrent_kernel]
+
+    def _step_macs(self, f: float, u: float) -> float:
+        """Multiplications of one step's kernels with f inputs and u units."""
+        gates, products = self._gates()
+        recurrent = u * self.layer.cell.rank * (1 + gates) if self._low_rank else gates * u * u
+        return gates * u * f + recurrent + products * u
 
     def macs(self, call: Call) -> int | None:
         steps = call.in_shape[1] if len(call.in_shape) == 3 else None
         if steps is None:
             return None  # the sequence length is only known at run time
-        gates, products = self._gates()
         f, u = int(self.layer.cell.kernel.shape[0]), int(self.layer.units)
-        return int(steps) * (gates * u * (f + u) + products * u)
+        return int(steps) * int(self._step_macs(f, u))
 
     def note(self) -> str:
         return "" if self.layer.built else "not built"
 
     def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
-        gates, products = self._gates()
+        _, products = self._gates()
         f, u = self.layer.cell.kernel.shape[0] * keep_in, self.layer.units * keep_out
-        biases = sum(math.prod(w.shape) for w in self.layer.weights[2:]) * keep_out
+        kernels = len(self.kernels())
+        biases = sum(math.prod(w.shape) for w in self.layer.weights[kernels:]) * keep_out
         steps = call.in_shape[1] if len(call.in_shape) == 3 and call.in_shape[1] is not None else 0
-        return gates * u * (f + u) + biases, steps * (gates * u * (f + u) + products * u)
+        step = self._step_macs(f, u)
+        return step - products * u + biases, steps * step
 
     def coupling(self, call: Call) -> tuple[str, str]:
         if self.layer.go_backwards or self.layer.stateful:
@@ -77,10 +95,11 @@ class RecurrentHandler(LayerHandler):
         return int(self.layer.units)
 
     def output_columns(self) -> np.ndarray:
-        """A unit's weights in every gate block of the kernel and the recurrent kernel."""
+        """A unit's weights in every gate block of the kernel and the recurrent kernel (B if split)."""
         gates, _ = self._gates()
         u = int(self.layer.units)
-        stacked = np.concatenate([np.asarray(k) for k in self.kernels()], axis=0)  # (f + u, g u)
+        columns = [k for k in self.kernels() if k.shape[-1] == gates * u]  # not A (u x R)
+        stacked = np.concatenate([np.asarray(k) for k in columns], axis=0)  # (f + u, g u)
         return stacked.reshape(-1, gates, u).reshape(-1, u)
 
     def _gate_columns(self, units: np.ndarray) -> np.ndarray:
@@ -89,11 +108,16 @@ class RecurrentHandler(LayerHandler):
         return np.concatenate([g * u + units for g in range(gates)])
 
     def prune(self, keep_out: np.ndarray | None, keep_in: np.ndarray | None) -> Edit:
-        kernel, recurrent, *bias = weights_of(self.layer)
+        weights = weights_of(self.layer)
+        kernel, bias = weights[0], weights[len(self.kernels()) :]
         units = keep_index(keep_out, int(self.layer.units))
         rows = keep_index(keep_in, kernel.shape[0])
         cols = self._gate_columns(units)
-        new = [kernel[rows][:, cols], recurrent[units][:, cols]]
+        if self._low_rank:  # A loses the pruned units' rows, B their gate columns
+            recurrent = [weights[1][units], weights[2][:, cols]]
+        else:
+            recurrent = [weights[1][units][:, cols]]
+        new = [kernel[rows][:, cols], *recurrent]
         if bias:
             new.append(bias[0][..., cols])  # GRU reset_after: (2, 3u), both rows sliced alike
         return Edit({"units": len(units)}, new)
@@ -102,36 +126,55 @@ class RecurrentHandler(LayerHandler):
         return "" if not self.layer.stateful else "a stateful recurrent layer"
 
     def factorizations(self, call: Call) -> list[Factorization]:
-        kernel = np.asarray(self.layer.cell.kernel)
-        f, gu = kernel.shape
         steps = call.in_shape[1] if len(call.in_shape) == 3 and call.in_shape[1] is not None else 1
-        return [
-            Factorization(
-                "input",
-                singular_values(kernel),
-                f,
-                gu,
-                macs_in=int(steps) * f,
-                macs_out=int(steps) * gu,
-                params_in=f,
-                params_out=gu,
-                macs_before=int(steps) * f * gu,
-                params_before=f * gu,
-            )
-        ]
+        options = [_split("input", np.asarray(self.layer.cell.kernel), int(steps))]
+        if not self._why_not_recurrent():
+            options.append(_split("recurrent", np.asarray(self.layer.cell.recurrent_kernel), int(steps)))
+        return options
+
+    def _why_not_recurrent(self) -> str:
+        cell = self.layer.cell
+        if type(cell) not in LOW_RANK_CELLS:
+            return f"{type(cell).__name__} has no low-rank recurrent cell"
+        if isinstance(cell, L.GRUCell) and not cell.reset_after:
+            return "a GRU with reset_after=False multiplies r * h by its candidate kernel, not h"
+        return ""
 
     def factorize(self, scheme: str, rank: int, taken: set[str]) -> Replacement:
-        kernel, recurrent, *bias = weights_of(self.layer)
+        kernel, *rest = weights_of(self.layer)
+        if scheme == "recurrent":
+            recurrent, *bias = rest
+            a, b = svd_split(recurrent, rank)
+            layer = low_rank_copy(self.layer, rank, unique_name(f"{self.name}_lr", taken))
+            layer.edgeslim_rank = rank
+            return Replacement([layer], [[kernel, a, b, *bias]])
         a, b = svd_split(kernel, rank)
         project = L.Dense(
             rank, use_bias=False, dtype=self.layer.dtype_policy, name=unique_name(f"{self.name}_lr1", taken)
         )
         project.edgeslim_rank = rank
         cell = copy_layer(self.layer, name=unique_name(f"{self.name}_lr2", taken))
-        return Replacement([project, cell], [[a], [b, recurrent, *bias]])
+        return Replacement([project, cell], [[a], [b, *rest]])
 
     def why_not_qat(self) -> str:
         return "recurrent kernels train in float; LiteRT quantizes the fused sequence op itself"
+
+
+def _split(scheme: str, matrix: np.ndarray, steps: int) -> Factorization:
+    """A kernel (M x g u) split into M -> R -> g u, once per time step."""
+    m, n = matrix.shape
+    return Factorization(
+        scheme,
+        singular_values(matrix),
+        m,
+        n,
+        macs_in=steps * m,
+        macs_out=steps * n,
+        params_in=m,
+        params_out=n,
+        macs_before=steps * m * n,
+        params_before=m * n,
+    )
 
 
 class BidirectionalHandler(LayerHandler):
@@ -141,7 +184,7 @@ class BidirectionalHandler(LayerHandler):
     def macs(self, call: Call) -> int | None:
         forward = RecurrentHandler(self.layer.forward_layer)
         backward = RecurrentHandler(self.layer.backward_layer)
-        if not isinstance(self.layer.forward_layer, tuple(GATES)):
+        if not isinstance(self.layer.forward_layer, RecurrentHandler.handles):
             return None
         macs = [forward.macs(call), backward.macs(call)]
         return None if None in macs else sum(m for m in macs if m is not None)

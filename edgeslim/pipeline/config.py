@@ -32,6 +32,7 @@ EXPORT_KEYS = {
     "calib_samples": int,
     "formats": dict,
     "firmware": bool,
+    "firmware_samples": int,
 }
 REPORT_KEYS = {"formats": list, "plots": bool}
 FIT_KEYS = {
@@ -351,6 +352,7 @@ def _check_export(value: Any, problems: Problems) -> dict[str, Any]:
         "agreement_floor": 0.98,
         "calib_samples": 200,
         "firmware": False,
+        "firmware_samples": 32,
     }
     with problems.collect():
         check_mapping(value, "export", EXPORT_KEYS)
@@ -370,6 +372,9 @@ def _check_export(value: Any, problems: Problems) -> dict[str, Any]:
     calib = export["calib_samples"]
     if isinstance(calib, int) and not isinstance(calib, bool) and calib <= 0:
         problems.add(f"export.calib_samples: must be a positive integer, got {calib!r}")
+    samples = export["firmware_samples"]
+    if isinstance(samples, int) and not isinstance(samples, bool) and samples <= 0:
+        problems.add(f"export.firmware_samples: must be a positive integer, got {samples!r}")
     return export
 
 

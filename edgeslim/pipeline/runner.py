@@ -316,6 +316,8 @@ def _export_step(
         "recipe": recipe.to_dict() if recipe is not None else None,
         "firmware": firmware,
     }
+    if firmware:  # only then part of the step's key: other exports keep their cached results
+        section["firmware_samples"] = export["firmware_samples"]
     key = step_key(section, input_key)
     marker = _reuse(ctx, step_dir, key, [], name)
     if marker is not None:
@@ -339,6 +341,7 @@ def _export_step(
             source_path=model_path,
             strict=False,
             firmware=firmware,
+            firmware_samples=section.get("firmware_samples"),
         )
     except EdgeslimError as exc:  # a model that does not fit a board is a result to report, not a crash
         failures.append(f"{target}: {exc}")
