@@ -123,7 +123,9 @@ class LowRankStage(LayerStage):
         return {k: int(v) for k, v in values.items()}
 
     def _plan(self, options: list[Factorization], rank: int | None = None) -> tuple[Factorization, int] | str:
-        if self.method != "auto":  # the method picks within its own family's schemes only
+        if self.method == "auto":
+            options = [o for o in options if o.auto]
+        else:  # the method picks within its own family's schemes only
             family = next(f for f in METHOD_FAMILIES if self.method in f)
             options = [o for o in options if o.scheme not in family or o.scheme == self.method]
         if not options:
@@ -143,7 +145,10 @@ class LowRankStage(LayerStage):
                 f"rank {r}: (M+N)K = {(o.m + o.n) * r} >= MN = {o.m * o.n}, "
                 "factorizing would not save anything"
             )
-        return min(valid, key=lambda pair: (pair[0].macs(pair[1]), pair[0].error(pair[1])))
+        # The split that saves the most (an LSTM's two kernels differ in size), then the smaller error.
+        return min(
+            valid, key=lambda pair: (pair[0].macs(pair[1]) - pair[0].macs_before, pair[0].error(pair[1]))
+        )
 
     def choose_rank(self, option: Factorization) -> int:
         """The truncation rank: explicit (capped at full rank), the smallest keeping ``energy`` of

@@ -26,6 +26,8 @@ from typing import Any
 import keras
 from keras.src.models.functional import Functional  # Keras 3 has no public name for graph models
 
+from edgeslim.layers.recurrent import why_not_fused
+
 FUSED_LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
 
@@ -100,19 +102,6 @@ def recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
         elif isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional):
             found.append(layer)
     return found
-
-
-def why_not_fused(layer: keras.layers.Layer) -> str | None:
-    """None when the converter can fuse this layer; otherwise why it is unrolled instead."""
-    if type(layer) is not keras.layers.LSTM:
-        return f"{type(layer).__name__} has no fused TFLite op"
-    activation = getattr(layer.cell.activation, "__name__", "")
-    recurrent = getattr(layer.cell.recurrent_activation, "__name__", "")
-    if (activation, recurrent) != ("tanh", "sigmoid"):
-        return f"the fused op computes tanh and sigmoid, this LSTM {activation} and {recurrent}"
-    if layer.go_backwards or layer.stateful or layer.return_state:
-        return "the fused op runs forward, stateless, and returns only the outputs"
-    return None
 
 
 def plan_for_tflite(model: keras.Model, fuse: bool = True) -> RecurrentPlan | None:

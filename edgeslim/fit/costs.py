@@ -162,12 +162,12 @@ class CostModel:
             d_in = node.handler.in_channels() or 0
             return d_params, d_macs, out_positions * d_in * fi * r
         options = self._cached(("factorizations", node.name), lambda: node.handler.factorizations(call))
-        options = [o.resized(fi, fo) for o in options]
+        options = [o.resized(fi, fo) for o in options if o.auto]  # the stage runs with method "auto"
         rank = max(1, round(option.level * options[0].full_rank))
         valid = [o for o in options if o.saves(min(rank, o.full_rank))]
         if not valid:  # the stage skips a split that would not save anything
             return 0.0, 0.0, 0.0
-        best = min(valid, key=lambda o: o.macs(min(rank, o.full_rank)))
+        best = min(valid, key=lambda o: o.macs(min(rank, o.full_rank)) - o.macs_before)  # as the stage picks
         r = min(rank, best.full_rank)
         mid_positions = out_positions
         if best.scheme == "spatial":  # the K_h x 1 conv keeps the input's width

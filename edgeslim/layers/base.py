@@ -96,6 +96,7 @@ class Factorization:
     macs_before: int
     params_before: int
     bias: int = 0
+    auto: bool = True  # False: only an explicit ``method`` picks it (it would cost a faster kernel)
 
     @property
     def macs_per_rank(self) -> float:
@@ -139,6 +140,7 @@ class Factorization:
             int(round(self.macs_before * m_in * keep_out)),
             int(round((self.params_before - self.bias) * m_in * keep_out + self.bias * keep_out)),
             int(round(self.bias * keep_out)),
+            self.auto,
         )
 
 

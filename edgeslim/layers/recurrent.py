@@ -129,7 +129,11 @@ class RecurrentHandler(LayerHandler):
         steps = call.in_shape[1] if len(call.in_shape) == 3 and call.in_shape[1] is not None else 1
         options = [_split("input", np.asarray(self.layer.cell.kernel), int(steps))]
         if not self._why_not_recurrent():
-            options.append(_split("recurrent", np.asarray(self.layer.cell.recurrent_kernel), int(steps)))
+            recurrent = _split("recurrent", np.asarray(self.layer.cell.recurrent_kernel), int(steps))
+            # A fusable LSTM would lose LiteRT's fused kernel (and its 16-bit cell state in int8):
+            # "auto" keeps it, method=recurrent splits it anyway.
+            recurrent.auto = why_not_fused(self.layer) is not None
+            options.append(recurrent)
         return options
 
     def _why_not_recurrent(self) -> str:
@@ -158,6 +162,19 @@ class RecurrentHandler(LayerHandler):
 
     def why_not_qat(self) -> str:
         return "recurrent kernels train in float; LiteRT quantizes the fused sequence op itself"
+
+
+def why_not_fused(layer: keras.layers.Layer) -> str | None:
+    """None when the converter can fuse this layer; otherwise why it is unrolled instead."""
+    if type(layer) is not keras.layers.LSTM:
+        return f"{type(layer).__name__} has no fused TFLite op"
+    activation = getattr(layer.cell.activation, "__name__", "")
+    recurrent = getattr(layer.cell.recurrent_activation, "__name__", "")
+    if (activation, recurrent) != ("tanh", "sigmoid"):
+        return f"the fused op computes tanh and sigmoid, this LSTM {activation} and {recurrent}"
+    if layer.go_backwards or layer.stateful or layer.return_state:
+        return "the fused op runs forward, stateless, and returns only the outputs"
+    return None
 
 
 def _split(scheme: str, matrix: np.ndarray, steps: int) -> Factorization:
