@@ -98,6 +98,27 @@ class Factorization:
     bias: int = 0
     auto: bool = True  # False: only an explicit ``method`` picks it (it would cost a faster kernel)
 
+    @classmethod
+    def of_matrix(
+        cls, scheme: str, matrix: np.ndarray, positions: int, bias: int = 0, auto: bool = True
+    ) -> Factorization:
+        """A plain M x N matrix applied at ``positions`` places (pixels, time steps): M -> R -> N."""
+        m, n = matrix.shape
+        return cls(
+            scheme,
+            singular_values(matrix),
+            m,
+            n,
+            macs_in=positions * m,
+            macs_out=positions * n,
+            params_in=m,
+            params_out=n,
+            macs_before=positions * m * n,
+            params_before=m * n + bias,
+            bias=bias,
+            auto=auto,
+        )
+
     @property
     def macs_per_rank(self) -> float:
         return self.macs_in + self.macs_out

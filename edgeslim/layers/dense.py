@@ -15,7 +15,6 @@ from edgeslim.layers.base import (
     Replacement,
     copy_layer,
     keep_index,
-    singular_values,
     spatial,
     svd_split,
     unique_name,
@@ -55,24 +54,8 @@ class DenseHandler(KernelBiasHandler):
 
     def factorizations(self, call: Call) -> list[Factorization]:
         kernel = np.asarray(self.layer.kernel)
-        m, n = kernel.shape
-        positions = spatial(call.out_shape)
-        bias = n if self.layer.use_bias else 0
-        return [
-            Factorization(
-                "dense",
-                singular_values(kernel),
-                m,
-                n,
-                macs_in=positions * m,
-                macs_out=positions * n,
-                params_in=m,
-                params_out=n,
-                macs_before=positions * m * n,
-                params_before=m * n + bias,
-                bias=bias,
-            )
-        ]
+        bias = kernel.shape[1] if self.layer.use_bias else 0
+        return [Factorization.of_matrix("dense", kernel, spatial(call.out_shape), bias)]
 
     def factorize(self, scheme: str, rank: int, taken: set[str]) -> Replacement:
         a, b = svd_split(np.asarray(self.layer.kernel), rank)

@@ -28,7 +28,6 @@ from edgeslim.layers.base import (
     Replacement,
     copy_layer,
     keep_index,
-    singular_values,
     svd_split,
     unique_name,
     weights_of,
@@ -127,13 +126,13 @@ class RecurrentHandler(LayerHandler):
 
     def factorizations(self, call: Call) -> list[Factorization]:
         steps = call.in_shape[1] if len(call.in_shape) == 3 and call.in_shape[1] is not None else 1
-        options = [_split("input", np.asarray(self.layer.cell.kernel), int(steps))]
+        options = [Factorization.of_matrix("input", np.asarray(self.layer.cell.kernel), int(steps))]
         if not self._why_not_recurrent():
-            recurrent = _split("recurrent", np.asarray(self.layer.cell.recurrent_kernel), int(steps))
             # A fusable LSTM would lose LiteRT's fused kernel (and its 16-bit cell state in int8):
             # "auto" keeps it, method=recurrent splits it anyway.
-            recurrent.auto = why_not_fused(self.layer) is not None
-            options.append(recurrent)
+            recurrent = np.asarray(self.layer.cell.recurrent_kernel)
+            auto = why_not_fused(self.layer) is not None
+            options.append(Factorization.of_matrix("recurrent", recurrent, int(steps), auto=auto))
         return options
 
     def _why_not_recurrent(self) -> str:
@@ -175,23 +174,6 @@ def why_not_fused(layer: keras.layers.Layer) -> str | None:
     if layer.go_backwards or layer.stateful or layer.return_state:
         return "the fused op runs forward, stateless, and returns only the outputs"
     return None
-
-
-def _split(scheme: str, matrix: np.ndarray, steps: int) -> Factorization:
-    """A kernel (M x g u) split into M -> R -> g u, once per time step."""
-    m, n = matrix.shape
-    return Factorization(
-        scheme,
-        singular_values(matrix),
-        m,
-        n,
-        macs_in=steps * m,
-        macs_out=steps * n,
-        params_in=m,
-        params_out=n,
-        macs_before=steps * m * n,
-        params_before=m * n,
-    )
 
 
 class BidirectionalHandler(LayerHandler):
