@@ -147,3 +147,19 @@ def test_training_imports_neither_the_cli_nor_compress():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_zoo_models_that_need_adam_get_it_unless_told_otherwise():
+    """lstm_rows and the autoencoder barely learn with the course's SGD: their own optimizer applies
+    when the user names none, in the pipeline config as in the CLI (tests/test_zoo_rows runs the CLI)."""
+    from edgeslim.pipeline import load_config
+    from edgeslim.train.zoo_names import zoo_optimizer
+
+    assert zoo_optimizer("lstm_rows", None) == {"optimizer": "adam", "learning_rate": 0.005}
+    assert zoo_optimizer("lstm_rows", "nesterov") == {} and zoo_optimizer("lenet5", None) == {}
+    def train(section: str) -> dict:
+        return load_config(overrides=["model=lstm_rows", f"train={section}"]).train
+
+    assert train("{epochs: 2}")["optimizer"] == "adam" and train("{epochs: 2}")["learning_rate"] == 0.005
+    assert train("{optimizer: nesterov}")["learning_rate"] == 0.01
+    assert train("{learning_rate: 0.001}")["optimizer"] == "adam"  # the rate given, the optimizer its own

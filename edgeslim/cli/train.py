@@ -29,8 +29,15 @@ def train(
     ),
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
-    optimizer: Annotated[str, typer.Option(help="sgd, momentum, nesterov or adam.")] = "nesterov",
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.01,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(
+            help="sgd, momentum, nesterov or adam (default nesterov; adam for lstm_rows, autoencoder)."
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (default 0.01; with a zoo model's adam, its own).")
+    ] = None,
     momentum: Annotated[float, typer.Option(help="Momentum for momentum/nesterov.")] = 0.9,
     schedule: Annotated[str, typer.Option(help="constant, step or cosine.")] = "constant",
     l2: Annotated[float, typer.Option(help="L2 weight penalty on kernels.")] = 0.0,
@@ -56,12 +63,14 @@ def train(
     from edgeslim.progress import RichReporter
     from edgeslim.train.config import TrainConfig
     from edgeslim.train.run import train_to_dir
+    from edgeslim.train.zoo_names import zoo_optimizer
 
+    own = zoo_optimizer(model, optimizer)
     config = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
-        optimizer=optimizer,
-        learning_rate=lr,
+        optimizer=optimizer or str(own.get("optimizer", "nesterov")),
+        learning_rate=lr if lr is not None else float(own.get("learning_rate", 0.01)),  # type: ignore[arg-type]
         momentum=momentum,
         schedule=schedule,
         l2=l2,

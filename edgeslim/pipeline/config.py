@@ -289,6 +289,7 @@ def _check_model(value: Any) -> tuple[str, bool]:
 
 def _check_train(value: Any, model: str) -> dict[str, Any] | None:
     from edgeslim.train.config import TrainConfig
+    from edgeslim.train.zoo_names import zoo_optimizer
 
     if value is None:
         if not model.endswith(".keras"):
@@ -298,6 +299,7 @@ def _check_train(value: Any, model: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise ConfigError(f"train: must be a mapping, got {type(value).__name__}")
+    value = {**zoo_optimizer(model, value.get("optimizer")), **value}  # the config's own keys win
     return TrainConfig.from_dict(value, prefix="train").to_dict()
 
 
