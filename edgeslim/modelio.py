@@ -40,8 +40,7 @@ def load_keras_model(path: str | Path, unsafe: bool = False) -> keras.Model:
         )
     import keras
 
-    from edgeslim.layers import fakequant as _fakequant  # noqa: F401 - registers edgeslim's own layers
-    from edgeslim.layers import lowrank_recurrent as _lowrank_recurrent  # noqa: F401
+    import edgeslim.layers  # noqa: F401 - registers edgeslim's own layers (fake-quant, low-rank cells)
 
     try:
         return keras.saving.load_model(path, safe_mode=not unsafe, compile=False)

@@ -65,12 +65,11 @@ def train(
     from edgeslim.train.run import train_to_dir
     from edgeslim.train.zoo_names import zoo_optimizer
 
-    own = zoo_optimizer(model, optimizer)
+    given = {k: v for k, v in {"optimizer": optimizer, "learning_rate": lr}.items() if v is not None}
     config = TrainConfig(
+        **(zoo_optimizer(model, optimizer) | given),  # type: ignore[arg-type]
         epochs=epochs,
         batch_size=batch_size,
-        optimizer=optimizer or str(own.get("optimizer", "nesterov")),
-        learning_rate=lr if lr is not None else float(own.get("learning_rate", 0.01)),  # type: ignore[arg-type]
         momentum=momentum,
         schedule=schedule,
         l2=l2,

@@ -4,8 +4,9 @@ Each layer's handler offers its factorizations, priced per rank without building
 M_in -> K -> M_out; convolutions: "channel" K-wide conv to R filters then 1x1, or for 2-D "spatial"
 K_h x 1 then 1 x K_w; transposed convolutions; the input or the recurrent kernel of
 LSTM/GRU/SimpleRNN; embedding tables). The rank comes from one rule: explicit, by kept energy of
-sum sigma^2, or by a parameter ratio; "auto" picks the split with fewer multiplications at the same
-error. A layer where (M + N) K >= M N would not shrink and is skipped, with the reason.
+sum sigma^2, or by a parameter ratio; "auto" picks the split that saves more multiplications at the
+same error (keeping a fusable LSTM's fused kernel). A layer where (M + N) K >= M N would not shrink
+and is skipped, with the reason.
 """
 
 from __future__ import annotations

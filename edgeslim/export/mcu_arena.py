@@ -9,17 +9,14 @@ buffers the reference kernels do not, which is what ``ARENA_MARGIN`` covers.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from edgeslim.errors import EdgeslimError
 from edgeslim.export.mcu_resolver import RESOLVER_METHODS, resolver_method
 from edgeslim.export.native_output import silenced_stderr
 from edgeslim.runtime.tflite_file import read_tflite
+from edgeslim.runtime.tflm import ALIGNMENT, ARENA_MARGIN, recommended_arena  # noqa: F401 - re-exported
 
-ARENA_MARGIN = 0.25
-ALIGNMENT = 16
 START_BYTES = 16 * 1024
 MAX_BYTES = 256 * 1024 * 1024
 
@@ -62,7 +59,7 @@ def find_min_arena(data: bytes) -> int:
             if missing:
                 raise EdgeslimError(
                     f"TFLite Micro has no kernel for {', '.join(missing)}, which this model uses",
-                    "replace those layers (Conv3D: a Conv2D over merged axes) or deploy to the cpu target",
+                    "replace the layers that use them, or deploy to the cpu target",
                 )
             raise EdgeslimError(
                 f"TFLite Micro cannot run this model even with a {MAX_BYTES // 2**20} MiB arena",
@@ -76,8 +73,3 @@ def find_min_arena(data: bytes) -> int:
             else:
                 lo = mid
     return hi
-
-
-def recommended_arena(minimum: int, margin: float = ARENA_MARGIN) -> int:
-    """The minimum plus the margin, rounded up to the 16-byte alignment TFLite Micro uses."""
-    return int(math.ceil(minimum * (1.0 + margin) / ALIGNMENT) * ALIGNMENT)

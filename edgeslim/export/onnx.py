@@ -66,10 +66,9 @@ def _float_model(model: keras.Model, batch: int | None) -> Any:
     import tf2onnx
 
     function = tf.function(lambda x: model(x, training=False))
+    specs = tensor_specs(model, batch)
     try:
-        proto, _ = tf2onnx.convert.from_function(
-            function, input_signature=tensor_specs(model, batch), opset=OPSET
-        )
+        proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=OPSET)
     except Exception as exc:
         # tf2onnx's op handlers raise many types for graphs they cannot map; an error raised while
         # tracing the model (Keras, TensorFlow) or by our code is a bug and keeps its traceback.
@@ -86,7 +85,7 @@ def _float_model(model: keras.Model, batch: int | None) -> Any:
             f"tf2onnx has no ONNX opset {OPSET} op for {unmapped} in model {model.name!r}",
             "replace the layers that use them, or export --format tflite instead",
         )
-    _inline_captured_constants(proto, function.get_concrete_function(*tensor_specs(model, batch)))
+    _inline_captured_constants(proto, function.get_concrete_function(*specs))  # the trace tf2onnx used
     _rename_outputs(proto)
     return proto
 

@@ -14,11 +14,11 @@ import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from edgeslim.atomic import write_json
 from edgeslim.fit.sensitivity import fit_cache
 from edgeslim.fit.trial import TrialResult, TrialSettings
+from edgeslim.runtime.sidecar import sidecar_path
 
 
 def history_dir(model_file: bytes, data_key: str, settings: TrialSettings) -> Path:
@@ -55,15 +55,8 @@ def store(folder: Path, trial: TrialResult) -> None:
     if (target / "trial.json").is_file():
         return
     target.mkdir(parents=True, exist_ok=True)
-    stored: dict[str, Any] = asdict(trial)
-    for key in ("model_path", "artifact"):
-        source = Path(stored[key])
-        copy = target / source.name
-        shutil.copyfile(source, copy)
-        stored[key] = str(copy)
-    sidecar = Path(trial.artifact).with_name(Path(trial.artifact).name + ".json")
-    if sidecar.is_file():
-        shutil.copyfile(sidecar, target / sidecar.name)
+    model, artifact = _copy_files(trial, target, target)
+    stored = asdict(trial) | {"model_path": str(model), "artifact": str(artifact)}
     write_json(target / "trial.json", stored)  # last: its presence means the entry is complete
 
 
@@ -71,13 +64,7 @@ def reuse(trial: TrialResult, index: int, out: Path) -> TrialResult:
     """A stored trial as this fit's trial ``index``: its files copied into this fit's folder."""
     folder = out / "trials" / f"{index:02d}"
     (folder / "export").mkdir(parents=True, exist_ok=True)
-    model = folder / "model.keras"
-    shutil.copyfile(trial.model_path, model)  # type: ignore[arg-type]
-    artifact = folder / "export" / Path(trial.artifact).name  # type: ignore[arg-type]
-    shutil.copyfile(trial.artifact, artifact)  # type: ignore[arg-type]
-    sidecar = Path(trial.artifact).with_name(Path(trial.artifact).name + ".json")  # type: ignore[arg-type]
-    if sidecar.is_file():
-        shutil.copyfile(sidecar, artifact.with_name(artifact.name + ".json"))
+    model, artifact = _copy_files(trial, folder, folder / "export")
     data = asdict(trial) | {
         "index": index,
         "model_path": str(model),
@@ -85,3 +72,15 @@ def reuse(trial: TrialResult, index: int, out: Path) -> TrialResult:
         "seconds": 0.0,
     }
     return TrialResult(**data)
+
+
+def _copy_files(trial: TrialResult, model_dir: Path, artifact_dir: Path) -> tuple[Path, Path]:
+    """Copy a trial's model, and its artifact with the sidecar beside it; the copies' paths."""
+    source = Path(trial.artifact)  # type: ignore[arg-type]
+    model = model_dir / Path(trial.model_path).name  # type: ignore[arg-type]
+    artifact = artifact_dir / source.name
+    shutil.copyfile(trial.model_path, model)  # type: ignore[arg-type]
+    shutil.copyfile(source, artifact)
+    if sidecar_path(source).is_file():
+        shutil.copyfile(sidecar_path(source), sidecar_path(artifact))
+    return model, artifact

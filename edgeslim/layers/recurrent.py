@@ -97,8 +97,8 @@ class RecurrentHandler(LayerHandler):
         """A unit's weights in every gate block of the kernel and the recurrent kernel (B if split)."""
         gates, _ = self._gates()
         u = int(self.layer.units)
-        columns = [k for k in self.kernels() if k.shape[-1] == gates * u]  # not A (u x R)
-        stacked = np.concatenate([np.asarray(k) for k in columns], axis=0)  # (f + u, g u)
+        cell = self.layer.cell  # a low-rank cell's recurrent_kernel is B (R x g u)
+        stacked = np.concatenate([np.asarray(cell.kernel), np.asarray(cell.recurrent_kernel)])
         return stacked.reshape(-1, gates, u).reshape(-1, u)
 
     def _gate_columns(self, units: np.ndarray) -> np.ndarray:

@@ -14,6 +14,15 @@ from edgeslim.runtime.spec import TensorSpec
 from edgeslim.runtime.tflite_file import TFLiteModelInfo
 from edgeslim.runtime.tflm_guard import arena_is_safe
 
+ARENA_MARGIN = 0.25
+ALIGNMENT = 16
+
+
+def recommended_arena(minimum: int, margin: float = ARENA_MARGIN) -> int:
+    """The minimum plus the margin, rounded up to the 16-byte alignment TFLite Micro uses."""
+    return int(math.ceil(minimum * (1.0 + margin) / ALIGNMENT) * ALIGNMENT)
+
+
 DEFAULT_ARENA_FACTOR = 10  # without a measured arena, what tflite-micro itself assumes: 10x the model
 MIN_ARENA = 64 * 1024
 
@@ -48,8 +57,7 @@ class TFLMModel(RuntimeModel):
         # This interpreter runs on the 64-bit host, whose pointers make every tensor's bookkeeping larger
         # than on the microcontroller: a kTensorArenaSize measured on the target can be too small here.
         host = mcu.get("arena_host_bytes")
-        margin = float(mcu.get("arena_margin", 0.25))
-        host_size = math.ceil(host * (1 + margin) / 16) * 16 if host else 0  # as the export rounds it
+        host_size = recommended_arena(host, float(mcu.get("arena_margin", ARENA_MARGIN))) if host else 0
         arena = max(int(mcu.get("arena_size") or 0), host_size)
         self.arena_size = arena or max(len(data) * DEFAULT_ARENA_FACTOR, MIN_ARENA)
         try:

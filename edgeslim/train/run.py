@@ -56,15 +56,13 @@ def train_to_dir(
     labelled dataset learns to reconstruct every class when none is held out.
     """
     from edgeslim.analysis.keras_model import analyze_keras
+    from edgeslim.data.anomaly import dataset_for_task
     from edgeslim.modelio import save_keras_model
     from edgeslim.train.fit import train_model
 
     options = {"image_size": image_size, "color_mode": color_mode}  # the folder dataset's
     data = load_dataset(dataset, data_dir, seed=config.seed, anomaly_class=anomaly_class, **options)
-    if ZOO_TASKS.get(model) == "reconstruction" and data.task == "classification":
-        from edgeslim.data.anomaly import as_reconstruction
-
-        data = as_reconstruction(data)
+    data = dataset_for_task(data, ZOO_TASKS.get(model))  # an autoencoder reconstructs labelled images
     net = resolve_model(model, data, unsafe=unsafe, seed=config.seed)
     result = train_model(net, data, config, progress=progress)
     stats = analyze_keras(result.model)
