@@ -28,6 +28,14 @@ class EdgeslimError(Exception):
         return [p.message + (f"; fix: {p.hint}" if p.hint else "") for p in self.problems]
 
 
+class MissingTool(EdgeslimError):
+    """Something this machine lacks (an extra, a compiler, an emulator, TFLite Micro's sources).
+
+    Not a property of the model: a pipeline step that stops on it leaves no marker, so the step runs
+    again once the tool is installed, instead of replaying the failure from its cache.
+    """
+
+
 class ConfigError(EdgeslimError):
     """A bad value in a config file or a stage parameter; the message names the key path."""
 

@@ -92,6 +92,7 @@ class Classification(Task):
     def _metrics(self, y: np.ndarray, out: np.ndarray, anomaly: np.ndarray | None) -> dict[str, Any]:
         labels = class_labels(y)
         _check_rows(labels, out)
+        _check_classes(labels, np.asarray(out))
         correct = int((np.asarray(out).argmax(axis=-1) == labels).sum())
         return {"accuracy": correct / len(labels), "correct": correct, "samples": int(len(labels))}
 
@@ -264,6 +265,20 @@ def _as_float(x: Any) -> np.ndarray:
 def _check_rows(labels: np.ndarray, out: np.ndarray) -> None:
     if len(labels) != len(out):
         raise EdgeslimError(f"{len(out)} outputs but {len(labels)} labels", "pass matching arrays")
+
+
+def _check_classes(labels: np.ndarray, out: np.ndarray) -> None:
+    """Labels are class ids the outputs score: a label past the last output would count as a silent miss."""
+    units = out.shape[-1] if out.ndim > 1 else None
+    if units is None or labels.size == 0:
+        return
+    bad = np.flatnonzero((labels < 0) | (labels >= units) | (labels != np.round(labels)))
+    if bad.size:
+        i = int(bad[0])
+        raise EdgeslimError(
+            f"label {labels[i]} (sample {i}) is not one of the model's {units} classes 0..{units - 1}",
+            "evaluate on data labelled with the model's classes (the dataset it was trained on)",
+        )
 
 
 def _aligned(y: Any, out: Any) -> tuple[np.ndarray, np.ndarray]:

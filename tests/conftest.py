@@ -13,6 +13,33 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# CI fails instead of skipping: with EDGESLIM_REQUIRE=all (set by .ci/run) a test that skips because
+# something is missing (a compiler, QEMU, Chromium, Ray, TFLite Micro, the MNIST files, root for a
+# tmpfs) fails the run; on a developer's laptop the same tests skip with their reason. A skip that is a
+# result, not a missing tool, is listed here.
+REQUIRE = os.environ.get("EDGESLIM_REQUIRE", "")
+SKIPS_THAT_ARE_RESULTS = ("no longer crashes",)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_required_skip(outcome.get_result())
+
+
+def pytest_collectreport(report):
+    _fail_required_skip(report)  # a module-level importorskip
+
+
+def _fail_required_skip(report) -> None:
+    if REQUIRE != "all" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if any(result in reason for result in SKIPS_THAT_ARE_RESULTS):
+        return
+    report.outcome = "failed"
+    report.longrepr = f"skipped, but EDGESLIM_REQUIRE=all demands it run here: {reason}"
+
 REPO = Path(__file__).resolve().parent.parent
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 

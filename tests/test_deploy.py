@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeslim.atomic import sha256_file
 from edgeslim.cli import main
 from edgeslim.deploy import make_bundle
 from edgeslim.errors import EdgeslimError
@@ -162,6 +163,13 @@ def compiled_run(default_run, tmp_path) -> Path:
     }
     sidecar["edgetpu"]["prediction"] = False
     sidecar_path.write_text(json.dumps(sidecar))
+    # The export step records every file it wrote, the compiled one included (deploy checks them).
+    marker_path = export / "step.json"
+    marker = json.loads(marker_path.read_text())
+    for path in (compiled, sidecar_path):
+        marker["sha256"][path.name] = sha256_file(path)
+    marker["files"] = sorted({*marker["files"], compiled.name})
+    marker_path.write_text(json.dumps(marker))
     return tmp_path / "run"
 
 
@@ -216,6 +224,6 @@ def test_a_compiled_file_without_libedgetpu_is_one_clear_error(compiled_run, cap
 
 def test_a_recorded_compiled_file_that_is_missing_is_a_clear_error(compiled_run, tmp_path):
     (compiled_run / "exports" / "edgetpu" / "model_int8_edgetpu.tflite").unlink()
-    with pytest.raises(EdgeslimError, match="model_int8_edgetpu.tflite: missing, but the sidecar"):
+    with pytest.raises(EdgeslimError, match="model_int8_edgetpu.tflite: missing"):
         make_bundle(compiled_run, "coral", tmp_path / "coral")
     assert not (tmp_path / "coral").exists()

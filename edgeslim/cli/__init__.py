@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 
 import typer
 
-from edgeslim.cli.app import app, console
+from edgeslim.cli.app import app, command_scope, console
 from edgeslim.cli.logs import captured_output, log_path
 from edgeslim.errors import EdgeslimError
 
@@ -44,13 +49,53 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in args if not a.startswith("-")), "")
     if not args or "--help" in args:  # typer prints the help itself, to stdout: nothing to capture
         return _run(args)
-    with captured_output(command, verbose=verbose):
+    # The scope outlives the log capture: the folder's lock is released after its log is closed.
+    with _terminate_as_interrupt(), command_scope(), captured_output(command, verbose=verbose):
         return _run(args)
+
+
+# Environment failures of the file system: the user's to fix (space, permissions, a path), not bugs.
+FILESYSTEM_HINTS = {
+    errno.ENOSPC: "free some space on that disk, or write to another one",
+    errno.EDQUOT: "free some of your disk quota, or write to another disk",
+    errno.EROFS: "that file system is read-only: choose a writable folder",
+    errno.EACCES: "choose a folder you may write, or change its permissions",
+    errno.EPERM: "choose a folder you may write, or change its permissions",
+    errno.ENAMETOOLONG: "choose a shorter path",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: choose another path",
+    errno.EISDIR: "that path is a folder: name a file",
+    errno.ELOOP: "that path loops through symbolic links: choose another path",
+    errno.EFBIG: "the file is too large for that file system: write to another one",
+}
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a command like Ctrl-C: its finally blocks run (locks, Ray, temporary files)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: list[str]) -> int:
     try:
         code = app(args=args, standalone_mode=False, prog_name="edgeslim")
+    except OSError as exc:
+        if exc.errno not in FILESYSTEM_HINTS:
+            _report_bug()
+            return 1
+        where = exc.filename if exc.filename is not None else "a file"
+        _error_line(f"{where}: {exc.strerror or os.strerror(exc.errno)}; fix: {FILESYSTEM_HINTS[exc.errno]}")
+        return 2
     except EdgeslimError as exc:
         for line in exc.lines():
             _error_line(line)
@@ -58,9 +103,9 @@ def _run(args: list[str]) -> int:
     except typer.TyperException as exc:  # click's usage errors: unknown option, missing argument, bad value
         _usage_error(exc)
         return 0 if type(exc).__name__ == "NoArgsIsHelpError" else int(getattr(exc, "exit_code", 2))
-    except typer.Abort:
-        console.print("aborted")
-        return 1
+    except typer.Abort:  # click turns Ctrl-C (and so SIGTERM) inside a command into Abort
+        console.print("interrupted")
+        return 130
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130

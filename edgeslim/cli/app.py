@@ -6,7 +6,10 @@ imported inside the command functions, so `edgeslim --help` stays fast and Tenso
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -37,3 +40,34 @@ def stdout_console() -> Console:
     from edgeslim.cli.logs import terminal_stdout
 
     return Console(file=terminal_stdout(), width=140)
+
+
+# The folders the running command owns stay locked until the command ends (main() closes this).
+_scopes: list[contextlib.ExitStack] = []
+
+
+def hold_folder(out: Path, kind: str, **checks: Any) -> Path:
+    """Claim ``out`` for this command (see edgeslim.ownership) and hold its lock until the command ends."""
+    from edgeslim.ownership import owned
+
+    manager = owned(out, kind, **checks)
+    if not _scopes:  # called outside main() (an embedding program): held until the process ends
+        return manager.__enter__()
+    return _scopes[-1].enter_context(manager)
+
+
+@contextlib.contextmanager
+def command_scope() -> Iterator[None]:
+    with contextlib.ExitStack() as scope:
+        _scopes.append(scope)
+        try:
+            yield
+        finally:
+            _scopes.pop()
+
+
+def esc(value: object) -> str:
+    """``value`` as literal text in a console line: paths and hints may hold brackets (``edgeslim[mcu]``)."""
+    from rich.markup import escape
+
+    return escape(str(value))

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from edgeslim.cli.app import app, console, print_json
+from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
 
 
@@ -56,6 +56,7 @@ def compress(
     from edgeslim.errors import ConfigError
     from edgeslim.pipeline import run_pipeline
     from edgeslim.pipeline.config import validate
+    from edgeslim.pipeline.runner import run_inputs
 
     finetune = {
         "epochs": finetune_epochs,
@@ -95,6 +96,7 @@ def compress(
                 else problem.message
             )
         raise
+    hold_folder(out, "run", inputs=run_inputs(config))
     move_log(out / "logs")
     silent = quiet or json_output
     result = run_pipeline(config, out, progress=not silent, notify=None if silent else _notify)
@@ -105,7 +107,7 @@ def compress(
         )
         return
     _print_table(report)
-    console.print(f"wrote {out}  (report: {out / 'report' / 'report.html'})")
+    console.print(f"wrote {esc(out)}  (report: {esc(out / 'report' / 'report.html')})", highlight=False)
 
 
 def _record(out: Path, stage: dict) -> dict:
@@ -143,6 +145,9 @@ def _print_table(report: dict) -> None:
     for s in report.get("stages", []):
         for c in s.get("changes") or []:
             if c["action"] == "skipped":
-                console.print(f"  [dim]{s['stage']}: {c['name']} skipped: {c['reason']}[/]", highlight=False)
+                console.print(
+                    f"  [dim]{esc(s['stage'])}: {esc(c['name'])} skipped: {esc(c['reason'])}[/]",
+                    highlight=False,
+                )
         for note in s.get("notes") or []:
-            console.print(f"  [yellow]{s['stage']}: {note}[/]", highlight=False)
+            console.print(f"  [yellow]{esc(s['stage'])}: {esc(note)}[/]", highlight=False)

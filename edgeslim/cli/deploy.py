@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeslim.cli.app import app, console
+from edgeslim.cli.app import app, console, esc
 
 
 @app.command()
@@ -18,12 +18,20 @@ def deploy(
     artifact: Annotated[
         str | None, typer.Option(help="Pick an artifact by file name (default: the smallest verified one).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace an earlier bundle of edgeslim's in OUT (only the files it wrote).")
+    ] = False,
 ) -> None:
-    """Write a deploy bundle: the artifact, its sidecar, run.py and a README (or the mcu C package)."""
+    """Write a deploy bundle: the artifact, its sidecar, run.py and a README (or the mcu C package).
+
+    OUT must be a new or empty folder, or an earlier bundle (with --force); edgeslim never writes into
+    a folder it did not make."""
     from edgeslim.deploy import make_bundle
 
-    bundle = make_bundle(run_dir, target, out, artifact=artifact)
-    console.print(f"wrote {bundle}:")
+    bundle = make_bundle(run_dir, target, out, artifact=artifact, force=force)
+    console.print(f"wrote {esc(bundle)}:", highlight=False)
     for path in sorted(bundle.rglob("*")):
-        if path.is_file():
-            console.print(f"  {path.relative_to(bundle)}  ({path.stat().st_size:,} bytes)")
+        if path.is_file() and path.name not in (".edgeslim", ".edgeslim.lock"):
+            console.print(
+                f"  {esc(path.relative_to(bundle))}  ({path.stat().st_size:,} bytes)", highlight=False
+            )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeslim.cli.app import app, console, print_json
+from edgeslim.cli.app import app, console, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
 
 
@@ -84,6 +84,7 @@ def export_command(
     from edgeslim.export import ExportVerificationError, export_model
     from edgeslim.modelio import load_keras_model
 
+    hold_folder(out, "export", inputs=[model, data_dir])
     keras_model = load_keras_model(model, unsafe=unsafe_load)
     data = load_for_model(keras_model, dataset, data_dir, 0, image_size, color_mode, anomaly_class)
     try:

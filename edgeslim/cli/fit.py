@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeslim.cli.app import app, console, print_json
+from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
 
 
@@ -70,12 +70,15 @@ def fit(
     from edgeslim.cli.data_options import load_for_model
     from edgeslim.cli.logs import move_log
     from edgeslim.fit import fit_model, make_budget
+    from edgeslim.fit.executor import check_executor
     from edgeslim.modelio import load_keras_model
     from edgeslim.report.fit import summary_line
 
+    check_executor(workers, ray_address)  # a malformed --ray-address is refused before anything loads
     budget = make_budget(
         target, board, max_flash, max_arena, max_macs, max_latency_ms, max_instructions, max_loss
     )
+    hold_folder(out, "fit", inputs=[model, data_dir])
     keras_model = load_keras_model(model, unsafe=unsafe_load)
     data = load_for_model(keras_model, dataset, data_dir, seed, image_size, color_mode, anomaly_class)
     move_log(out / "logs")
@@ -100,7 +103,9 @@ def fit(
         print_json({k: fit_json[k] for k in ("fits", "binding", "budget", "best", "seconds")})
     else:
         style = "green" if result.fits else "bold red"
-        console.print(f"[{style}]{summary_line(result.report)}[/]", highlight=False)
-        console.print(f"wrote {out / 'fit.json'} and {out / 'report' / 'report.html'}")
+        console.print(f"[{style}]{esc(summary_line(result.report))}[/]", highlight=False)
+        console.print(
+            f"wrote {esc(out / 'fit.json')} and {esc(out / 'report' / 'report.html')}", highlight=False
+        )
     if not result.fits:
         raise typer.Exit(1)

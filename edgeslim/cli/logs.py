@@ -5,7 +5,8 @@ from C++ as well as from Python, before any logging setting can take effect, and
 processes edgeslim starts. So the CLI points fds 1 and 2 at a pipe whose pump writes every line to a
 log file (and, with ``--verbose``, to the terminal too), while edgeslim's console and its ``--json``
 output write to the saved terminal descriptors. A command that has a run folder moves the log there
-(``RUN/logs/edgeslim.log``); the others keep it in the user's cache folder.
+(``RUN/logs/edgeslim.log``, which its lock keeps to one writer); the others keep their own file in the
+user's cache folder, ``<command>-<time>-<pid>.log``, so two commands never share a log.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 LOG_NAME = "edgeslim.log"
+KEEP_LOGS = 20  # per command, in the cache folder: the newest ones
 
 
 def default_log_dir() -> Path:
@@ -106,7 +108,10 @@ def captured_output(command: str, verbose: bool = False) -> Iterator[None]:
         return
     from edgeslim.cli.app import console
 
-    _active = _Capture(default_log_dir() / f"{command or 'edgeslim'}.log", verbose)
+    name = command or "edgeslim"
+    _prune_logs(default_log_dir(), name)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    _active = _Capture(default_log_dir() / f"{name}-{stamp}-{os.getpid()}.log", verbose)
     console.file = _active.stderr
     try:
         yield
@@ -114,6 +119,13 @@ def captured_output(command: str, verbose: bool = False) -> Iterator[None]:
         console.file = None  # back to sys.stderr
         capture, _active = _active, None
         capture.close()
+
+
+def _prune_logs(folder: Path, command: str) -> None:
+    """Keep the newest logs of a command; another process may be pruning the same ones."""
+    logs = sorted(folder.glob(f"{command}-*.log"), key=lambda p: p.name, reverse=True)
+    for old in logs[KEEP_LOGS:]:
+        old.unlink(missing_ok=True)
 
 
 def move_log(folder: str | os.PathLike[str]) -> Path | None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeslim.cli.app import app, console, print_json
+from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 
 
 @app.command()
@@ -23,7 +23,9 @@ def init(
     if path.exists() and not force:
         raise EdgeslimError(f"{path}: already exists", "pass --force to overwrite it, or choose another path")
     write_text(path, default_config_text())
-    console.print(f"wrote {path}; run it with: edgeslim pipeline {path} --out runs/my-run")
+    console.print(
+        f"wrote {esc(path)}; run it with: edgeslim pipeline {esc(path)} --out runs/my-run", highlight=False
+    )
 
 
 @app.command()
@@ -50,6 +52,7 @@ def pipeline(
     """Run train -> compress -> export -> report. Unchanged steps are skipped on a rerun."""
     from edgeslim.cli.logs import move_log
     from edgeslim.pipeline import load_config, run_pipeline
+    from edgeslim.pipeline.runner import run_inputs
 
     overrides = list(set_ or [])
     overrides += [f"dataset.name={dataset}"] if dataset else []
@@ -57,6 +60,7 @@ def pipeline(
     overrides += [f"model={model}"] if model else []
     overrides += [f"train.epochs={epochs}"] if epochs is not None else []
     cfg = load_config(config, overrides)
+    hold_folder(out, "run", inputs=run_inputs(cfg))
     move_log(out / "logs")
     silent = quiet or json_output
     result = run_pipeline(cfg, out, progress=not silent, notify=None if silent else _notify)
@@ -65,10 +69,14 @@ def pipeline(
         print_json(summary)
     elif not quiet:
         _print_summary(result.report)
-        console.print(f"report: {out / 'report' / 'report.html'}  ({result.seconds:.1f} s)")
+        console.print(
+            f"report: {esc(out / 'report' / 'report.html')}  ({result.seconds:.1f} s)", highlight=False
+        )
     if result.failures:
-        for failure in result.failures:
-            console.print(f"[bold red]failed:[/] {failure}")
+        from rich.markup import escape
+
+        for failure in result.failures:  # verbatim: a hint's `edgeslim[mcu]` is not markup
+            console.print(f"[bold red]failed:[/] {escape(failure)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -81,9 +89,13 @@ def report(
 ) -> None:
     """Rebuild the report (JSON, Markdown, HTML) from a run directory's records."""
     from edgeslim.cli.logs import move_log
+    from edgeslim.ownership import read_mark
     from edgeslim.report import build_report, write_report
 
-    if run_dir.is_dir():
+    if out is not None:
+        hold_folder(out, "report", reading=[run_dir])
+    if run_dir.is_dir() and (read_mark(run_dir) or {}).get("kind") == "run":
+        hold_folder(run_dir, "run")  # one writer: the report folder belongs to the run
         move_log(run_dir / "logs")
     data = build_report(run_dir)
     written = write_report(data, out or run_dir / "report", plots=not no_plots)
@@ -93,7 +105,7 @@ def report(
     _print_summary(data)
     for kind, path in written.items():
         if not kind.startswith("plot:"):
-            console.print(f"wrote {path}")
+            console.print(f"wrote {esc(path)}", highlight=False)
 
 
 def _notify(step: str, event: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeslim.cli.app import app, console, print_json
+from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import ColorMode, DataDir, DatasetName, ImageSize
 
 
@@ -60,6 +60,7 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train a model and write RUN/model.keras, RUN/history.json and RUN/metrics.json."""
+    from edgeslim.cli.logs import move_log
     from edgeslim.progress import RichReporter
     from edgeslim.train.config import TrainConfig
     from edgeslim.train.run import train_to_dir
@@ -79,6 +80,8 @@ def train(
         augment_flip=augment_flip,
         seed=seed,
     )
+    hold_folder(out, "train", inputs=[model if Path(model).suffix in (".keras", ".h5") else None, data_dir])
+    move_log(out / "logs")
     run = train_to_dir(
         model,
         dataset,
@@ -99,7 +102,7 @@ def train(
         f"[green]trained[/] {m['model']} on {m['dataset']['name']}: {_scores(m)}, "
         f"{m['params']:,} parameters, {m['macs']:,} multiplications, {m['seconds_per_epoch']:.1f} s/epoch"
     )
-    console.print(f"wrote {run.model_path}")
+    console.print(f"wrote {esc(run.model_path)}", highlight=False)
 
 
 def _scores(metrics: dict[str, Any]) -> str:

@@ -29,6 +29,8 @@ Finetuner = Callable[..., Any]
 # "resized": only the layer's inputs shrank (a consumer of pruned channels).
 ACTIONS = ("pruned", "resized", "factorized", "replaced", "folded", "quantized", "skipped", "kept")
 
+MAX_COUNT = 2**31 - 1  # the largest count a stage parameter may hold (samples, parameters, steps)
+
 
 @dataclass
 class LayerChange:
@@ -155,7 +157,9 @@ class Stage(ABC):
 
     # Parameter checks shared by every stage: the message always names `<stage>.<param>`.
     def fail(self, param: str, expected: str, value: Any) -> None:
-        error = ConfigError(f"{self.name}.{param}: must be {expected}, got {value!r}")
+        from edgeslim.train.config import shown  # a value of 400 digits is cut, the line stays one line
+
+        error = ConfigError(f"{self.name}.{param}: must be {expected}, got {shown(value)}")
         if getattr(self, "_validating", False):
             self._problems.items.append(error)
             return
@@ -176,11 +180,14 @@ class Stage(ABC):
             return
         lo_b, hi_b = ("(" if lo_open else "["), (")" if hi_open else "]")
         if integer:
-            expected = "a positive integer" if lo == 1 and hi is None else f"an integer >= {lo:g}"
+            hi = MAX_COUNT if hi is None else hi  # every count is bounded: 1e29 epochs would run forever
+            expected = f"a positive integer <= {hi}" if lo == 1 else f"an integer in [{lo:g}, {hi}]"
         else:
             expected = f"in {lo_b}{lo:g}, {hi:g}{hi_b}" if hi is not None else f"a number >= {lo:g}"
         ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok_type or not math.isfinite(value):  # NaN passes every < and >
+        # NaN passes every < and >; an int too large for a float is simply too large
+        finite = ok_type and (isinstance(value, int) or math.isfinite(value))
+        if isinstance(value, bool) or not ok_type or not finite:
             self.fail(param, expected, value)
             return
         too_low = lo is not None and (value <= lo if lo_open else value < lo)

@@ -60,7 +60,7 @@ class PruneStage(LayerStage):
         if self.initial_sparsity > self.sparsity:
             self.fail("initial_sparsity", f"<= sparsity ({self.sparsity})", self.initial_sparsity)
         self.check_number("end_fraction", 0.0, 1.0, lo_open=True)
-        self.check_number("frequency", 1, integer=True)
+        self.check_number("frequency", 1, 1_000_000, integer=True)
         self.check_choice("criterion", ("l1", "l2", "bn"))
         self.check_choice("compensate", ("lstsq", "mean", "none"))
         self.check_number("round_to", 1, integer=True)

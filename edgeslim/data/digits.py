@@ -6,6 +6,7 @@ import numpy as np
 
 from edgeslim.data.dataset import Dataset, Preprocessing
 from edgeslim.data.split import stratified_split
+from edgeslim.data.validate import Column, check_splits
 from edgeslim.errors import EdgeslimError
 
 TEST_FRACTION = 0.2
@@ -24,6 +25,16 @@ def load_digits(seed: int = 0) -> Dataset:
     bunch = sk_load_digits()
     raw = bunch.images.astype(np.float32)  # 0..16
     y = bunch.target.astype(np.int64)
+    # Trusted, but checked like every dataset: one rule for all, and a broken scikit-learn shows here.
+    names = [str(i) for i in range(10)]
+    source = "scikit-learn digits"
+    check_splits(
+        source,
+        "classification",
+        {"train": {"input": Column("images", raw)}},
+        {"train": {"output": Column("target", y)}},
+        names,
+    )
     prep = Preprocessing(scale=1.0 / 16.0, offset=0.0, raw_dtype="uint8")
     x = prep.apply(raw)[..., None]
     train_idx, test_idx = stratified_split(y, TEST_FRACTION, seed)
@@ -37,6 +48,6 @@ def load_digits(seed: int = 0) -> Dataset:
         y_val=y[val_idx],
         x_test=x[test_idx],
         y_test=y[test_idx],
-        class_names=[str(i) for i in range(10)],
+        class_names=names,
         preprocessing=prep,
     )

@@ -7,6 +7,12 @@
 Class names are the folder names, sorted (or, when evaluating a model, its own class names, so that
 label i is the model's output i). Images are read with Pillow, converted to grayscale or RGB and resized
 (bilinear) to one size. numpy and Pillow only: the base install (a device) evaluates on its own images.
+
+Pixels are scaled by their bit depth: 8-bit images by 255; when any image is 16-bit (a 16-bit grayscale
+PNG, Pillow mode I;16 or I) every image is read as 16-bit (8-bit ones scaled up by 257, so 255 stays
+full scale) and divided by 65535, recorded as raw uint16. The labels go through the checks every
+dataset shares (:mod:`edgeslim.data.validate`): two classes or more in training, no test class
+missing from training.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 
 from edgeslim.data.dataset import Dataset, Preprocessing
 from edgeslim.data.split import stratified_split
+from edgeslim.data.validate import Column, check_splits
 from edgeslim.errors import EdgeslimError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -28,9 +35,13 @@ SPLITS = ("train", "val", "test")
 COLOR_MODES = {"grayscale": "L", "rgb": "RGB"}
 # Pillow modes that hold no colour: such a folder loads as grayscale unless color_mode says otherwise.
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+# Pillow modes of 16-bit grayscale PNGs: their pixels run to 65535, which a conversion to "L" would clip.
+_DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+DEEP_MAX = 65535
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1
 PREPROCESSING = Preprocessing(scale=1.0 / 255.0, offset=0.0, raw_dtype="uint8")
+DEEP_PREPROCESSING = Preprocessing(scale=1.0 / DEEP_MAX, offset=0.0, raw_dtype="uint16")
 _LAYOUT_HINT = "put the images in DIR/<class>/ (one subfolder per class), or DIR/{train,val,test}/<class>/"
 
 
@@ -73,18 +84,21 @@ def load_folder(
     target = size or _common_size(root, every)
     colourless = all(image.mode in _GRAY_MODES for image in every)
     mode = COLOR_MODES[color_mode] if color_mode else ("L" if colourless else "RGB")
-    arrays = {split: _read_all(images, target, mode) for split, images in listed.items()}
+    deep = any(image.mode in _DEEP_MODES for image in every)
+    arrays = {split: _read_all(images, target, mode, deep) for split, images in listed.items()}
+    _check(root, splits, arrays, names)
     x_tr, y_tr, x_val, y_val, x_te, y_te = _assign_splits(arrays, target, mode, seed)
+    prep = DEEP_PREPROCESSING if deep else PREPROCESSING
     return Dataset(
         name=root.resolve().name,
-        x_train=PREPROCESSING.apply(x_tr),
+        x_train=prep.apply(x_tr),
         y_train=y_tr,
-        x_val=PREPROCESSING.apply(x_val),
+        x_val=prep.apply(x_val),
         y_val=y_val,
-        x_test=PREPROCESSING.apply(x_te),
+        x_test=prep.apply(x_te),
         y_test=y_te,
         class_names=names,
-        preprocessing=PREPROCESSING,
+        preprocessing=prep,
     )
 
 
@@ -198,21 +212,58 @@ def _common_size(root: Path, images: list[_Image]) -> tuple[int, int]:
     return first.size
 
 
-def _read_all(images: list[_Image], size: tuple[int, int], mode: str) -> tuple[np.ndarray, np.ndarray]:
-    resample = _pillow().Resampling.BILINEAR
+def _read_all(
+    images: list[_Image], size: tuple[int, int], mode: str, deep: bool
+) -> tuple[np.ndarray, np.ndarray]:
     channels = 1 if mode == "L" else 3
-    x = np.empty((len(images), size[0], size[1], channels), np.uint8)
+    x = np.empty((len(images), size[0], size[1], channels), np.uint16 if deep else np.uint8)
     for row, item in enumerate(images):
         with _open_image(item.path) as image:
             try:
-                converted = image.convert(mode)
-                if converted.size != (size[1], size[0]):
-                    converted = converted.resize((size[1], size[0]), resample)
-                pixels = np.asarray(converted, np.uint8)
+                pixels = _pixels(image, size, mode, deep, item.path)
             except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt image data
                 raise _unreadable(item.path, exc) from None
-        x[row] = pixels.reshape(size[0], size[1], channels)
+        x[row] = pixels.reshape(size[0], size[1], -1)
     return x, np.array([i.label for i in images], np.int64)
+
+
+def _pixels(image: Any, size: tuple[int, int], mode: str, deep: bool, path: Path) -> np.ndarray:
+    """One image's pixels at ``size`` in ``mode``: uint8, or uint16 when the folder holds 16-bit images."""
+    resample = _pillow().Resampling.BILINEAR
+    if image.mode not in _DEEP_MODES:
+        converted = image.convert(mode)
+        if converted.size != (size[1], size[0]):
+            converted = converted.resize((size[1], size[0]), resample)
+        pixels = np.asarray(converted, np.uint8)
+        return pixels.astype(np.uint16) * 257 if deep else pixels  # 8-bit full scale stays full scale
+    gray = image if image.mode == "I" else image.convert("I")  # 32-bit integers: no clipping, resizable
+    if gray.size != (size[1], size[0]):
+        gray = gray.resize((size[1], size[0]), resample)
+    values = np.asarray(gray, np.int64)
+    if values.size and (values.min() < 0 or values.max() > DEEP_MAX):
+        raise EdgeslimError(
+            f"{path}: pixel values run from {values.min()} to {values.max()}, outside 16-bit 0..{DEEP_MAX}",
+            "save the image as an 8-bit or 16-bit PNG",
+        )
+    values = values[..., None] if mode == "L" else np.repeat(values[..., None], 3, axis=-1)
+    return values.astype(np.uint16)
+
+
+def _check(
+    root: Path,
+    splits: dict[str, Path],
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+    names: list[str],
+) -> None:
+    """The checks every dataset shares; the folder layout's pool ("all") is what training draws from."""
+    keys = {
+        split: ("the class folders" if split == "all" else f"{folder.name}/")
+        for split, folder in splits.items()
+    }
+    named = {("train" if split == "all" else split): split for split in arrays}
+    inputs = {s: {"input": Column(keys[split], arrays[split][0])} for s, split in named.items()}
+    targets = {s: {"output": Column(keys[split], arrays[split][1])} for s, split in named.items()}
+    check_splits(root, "classification", inputs, targets, names)
 
 
 def _assign_splits(

@@ -8,6 +8,7 @@ import numpy as np
 
 from edgeslim.data.dataset import Dataset, Preprocessing
 from edgeslim.data.idx import IMAGES_MAGIC, LABELS_MAGIC, find_idx_pair, read_idx
+from edgeslim.data.validate import Column, check_splits
 from edgeslim.errors import EdgeslimError
 
 # The fixed split of the 10,000 t10k images (shared/data/mnist/README.md), used everywhere so figures compare.
@@ -36,6 +37,14 @@ PREPROCESSING = Preprocessing(scale=1.0 / 255.0, offset=0.0, raw_dtype="uint8")
 def load_mnist(name: str = "mnist", data_dir: str | Path | None = None) -> Dataset:
     if data_dir is None:
         x_tr, y_tr, x_te, y_te = _download(name)
+        _check(
+            name,
+            f"keras.datasets.{name}",
+            {
+                "train": _columns("x_train", x_tr, "y_train", y_tr),
+                "test": _columns("x_test", x_te, "y_test", y_te),
+            },
+        )
         return _from_train_test(name, x_tr, y_tr, x_te, y_te)
     folder = Path(data_dir)
     if not folder.is_dir():
@@ -46,8 +55,12 @@ def load_mnist(name: str = "mnist", data_dir: str | Path | None = None) -> Datas
     x_te, y_te = _read_pair(*test)
     train = find_idx_pair(folder, "train")
     if train is None:
+        # The fixed split draws every split from t10k: its labels are checked as the training pool.
+        _check(name, folder, {"train": _columns(test[0].name, x_te, test[1].name, y_te)})
         return _from_t10k_only(name, x_te, y_te)
     x_tr, y_tr = _read_pair(*train)
+    pairs = {"train": (train, x_tr, y_tr), "test": (test, x_te, y_te)}
+    _check(name, folder, {s: _columns(f[0].name, x, f[1].name, y) for s, (f, x, y) in pairs.items()})
     return _from_train_test(name, x_tr, y_tr, x_te, y_te)
 
 
@@ -59,9 +72,18 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels",
             "use the images and labels files of the same set",
         )
-    if labels.size and labels.max() > 9:
-        raise EdgeslimError(f"{labels_path}: label {labels.max()} is outside 0-9", "re-download the file")
     return images, labels.astype(np.int64)
+
+
+def _columns(x_key: str, x: np.ndarray, y_key: str, y: np.ndarray) -> tuple[Column, Column]:
+    return Column(x_key, x), Column(y_key, y)
+
+
+def _check(name: str, source: str | Path, splits: dict[str, tuple[Column, Column]]) -> None:
+    """The checks every dataset shares (labels 0-9, two classes, test classes seen in training)."""
+    inputs = {split: {"input": x} for split, (x, _) in splits.items()}
+    targets = {split: {"output": y} for split, (_, y) in splits.items()}
+    check_splits(source, "classification", inputs, targets, CLASS_NAMES[name])
 
 
 def _to_model_input(images: np.ndarray) -> np.ndarray:

@@ -7,12 +7,18 @@ Keys, for each split ``S`` in train, test and (optionally) val:
 - targets: ``y_S`` for one output, or ``y_S_<name>`` for several named outputs;
 - ``task`` (optional, a string array): classification, regression or reconstruction. Without it the
   targets decide: integer targets classify, float targets regress, and no targets at all means
-  reconstruction (the target is the input);
+  reconstruction (the target is the input). With ``task`` classification, float labels are accepted
+  when every value is a whole number;
 - ``anomaly_test`` (optional, reconstruction): one 0/1 flag per test sample, 1 for anomalous.
 
 A single ``x_S`` with three dimensions holds images (N, H, W) and gains a channel axis, as before;
-other inputs are taken as they are. Integer inputs are raw 8-bit values (preprocessing x / 255).
-Without ``x_val``, 10 % of train validates (stratified by class when classifying).
+other inputs are taken as they are. Integer inputs are raw values scaled by their true range (uint8 by
+255, uint16 by 65535: :mod:`edgeslim.data.validate` gives the rules); float inputs are taken as already
+preprocessed. Classification labels are class ids 0..K-1, every class present in training. Without
+``x_val``, 10 % of train validates (stratified by class when classifying).
+
+Every array is checked before anything is read into memory (its header against the file) and before
+anything trains (finite values, labels, row counts): :mod:`edgeslim.data.validate`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 
 from edgeslim.data.dataset import Arrays, Dataset, Preprocessing
 from edgeslim.data.split import stratified_split
+from edgeslim.data.validate import Column, Split, check_npz_members, check_splits, raw_scale
 from edgeslim.errors import EdgeslimError
 from edgeslim.tasks import TASK_NAMES
 
@@ -36,6 +43,7 @@ def load_npz(path: str | Path, seed: int = 0) -> Dataset:
     if not path.is_file():
         raise EdgeslimError(f"{path}: no such file", "pass --data-dir path/to/data.npz")
     try:
+        check_npz_members(path)  # a forged header must be refused before numpy allocates what it claims
         with np.load(path, allow_pickle=False) as npz:  # no pickles: a data file must not run code
             arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
@@ -59,18 +67,22 @@ def load_npz(path: str | Path, seed: int = 0) -> Dataset:
         xs[split] = _inputs(xs[split], path, split)
         if ys[split] is not None:
             ys[split] = _targets(ys[split], path, split, task)
-    _check_matching(xs, ys, path)
+    anomaly = arrays.get("anomaly_test")
+    _check(path, task, xs, ys, anomaly)
+    for split in SPLITS:
+        if ys[split] is not None:  # the checks passed: labels are whole numbers, targets finite
+            ys[split] = _cast(ys[split], task)
+    _check_matching(xs, path)
     if xs["val"] is None or (task != "reconstruction" and ys["val"] is None):
-        _hold_out_validation(xs, ys, task, seed)
-    prep = _preprocessing(xs["train"], path)
+        _hold_out_validation(xs, ys, task, seed, path)
+    prep = _preprocessing(xs, path)
     for split in SPLITS:
         xs[split] = _apply(prep, xs[split])
         if task == "reconstruction" and ys[split] is None:
             ys[split] = xs[split]  # an autoencoder's target is its (preprocessed) input
     num_classes = 0
     if task == "classification" and not isinstance(ys["train"], dict):  # several outputs: per output
-        num_classes = int(max(np.max(ys["train"]), np.max(ys["test"]))) + 1
-    anomaly = arrays.get("anomaly_test")
+        num_classes = int(np.max(ys["train"])) + 1  # validated: every class 0..max is in training
     if anomaly is not None:
         if task != "reconstruction":
             raise EdgeslimError(f"{path}: anomaly_test is for reconstruction, not {task}", "drop the array")
@@ -147,23 +159,41 @@ def _targets(y: Arrays, path: Path, split: str, task: str) -> Arrays:
 
 def _target(y: np.ndarray, path: Path, key: str, task: str) -> np.ndarray:
     if task == "classification":
-        y = np.asarray(y).reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
-            raise EdgeslimError(f"{path}: {key} must be a 1-D array of non-negative integer class ids")
-        return y.astype(np.int64)
-    if y.ndim < 1 or not np.issubdtype(y.dtype, np.number):
-        raise EdgeslimError(f"{path}: {key} must hold numbers for a {task} task, got {y.dtype}")
-    return y.astype(np.float32)
+        return np.asarray(y).reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y  # labels: validate's
+    if y.ndim < 1 or y.dtype.kind not in "biuf":
+        raise EdgeslimError(
+            f"{path}: {key} must hold numbers for a {task} task, got {y.dtype}", "store float targets"
+        )
+    return y
 
 
-def _check_matching(xs: dict[str, Arrays | None], ys: dict[str, Arrays | None], path: Path) -> None:
-    for split in SPLITS:
-        rows = {f"x_{split}{_suffix(k)}": len(v) for k, v in _items(xs[split])}
-        rows |= {f"y_{split}{_suffix(k)}": len(v) for k, v in _items(ys[split])}
-        if len(set(rows.values())) > 1:
-            raise EdgeslimError(
-                f"{path}: different row counts in the {split} split: {rows}", "fix the arrays"
-            )
+def _cast(y: Arrays, task: str) -> Arrays:
+    dtype = np.int64 if task == "classification" else np.float32
+    return {k: v.astype(dtype) for k, v in y.items()} if isinstance(y, dict) else y.astype(dtype)
+
+
+def _check(
+    path: Path,
+    task: str,
+    xs: dict[str, Arrays | None],
+    ys: dict[str, Arrays | None],
+    anomaly: np.ndarray | None,
+) -> None:
+    """The shared checks (edgeslim.data.validate), on the arrays as the file names them."""
+    inputs = {s: _columns(xs[s], f"x_{s}", "input") for s in SPLITS if xs[s] is not None}
+    targets = {s: _columns(ys[s], f"y_{s}", "output") for s in SPLITS if ys[s] is not None}
+    if anomaly is not None:  # one flag per test sample: checked for its row count and finite values
+        inputs["test"] = {**inputs["test"], "(anomaly flags)": Column("anomaly_test", np.asarray(anomaly))}
+    check_splits(path, task, inputs, targets)
+
+
+def _columns(arrays: Arrays, key: str, single: str) -> Split:
+    if isinstance(arrays, dict):
+        return {name: Column(f"{key}_{name}", a) for name, a in sorted(arrays.items())}
+    return {single: Column(key, arrays)}
+
+
+def _check_matching(xs: dict[str, Arrays | None], path: Path) -> None:
     train, test = xs["train"], xs["test"]
     names = (sorted(train), sorted(test)) if isinstance(train, dict) and isinstance(test, dict) else None
     if isinstance(train, dict) != isinstance(test, dict) or (names and names[0] != names[1]):
@@ -172,12 +202,13 @@ def _check_matching(xs: dict[str, Arrays | None], ys: dict[str, Arrays | None], 
         te = test[key] if isinstance(test, dict) else test
         if tr.shape[1:] != te.shape[1:]:
             raise EdgeslimError(
-                f"{path}: x_train{_suffix(key)} samples {tr.shape[1:]} differ from x_test {te.shape[1:]}"
+                f"{path}: x_train{_suffix(key)} samples {tr.shape[1:]} differ from x_test {te.shape[1:]}",
+                "give every split samples of one shape",
             )
 
 
 def _hold_out_validation(
-    xs: dict[str, Arrays | None], ys: dict[str, Arrays | None], task: str, seed: int
+    xs: dict[str, Arrays | None], ys: dict[str, Arrays | None], task: str, seed: int, path: Path
 ) -> None:
     rows = len(next(v for _, v in _items(xs["train"])))
     if task == "classification":  # stratified by the (first) output's classes
@@ -188,6 +219,11 @@ def _hold_out_validation(
         order = np.random.default_rng(seed).permutation(rows)
         n_val = int(round(rows * VAL_FRACTION))
         fit, val = np.sort(order[n_val:]), np.sort(order[:n_val])
+    if len(val) == 0:
+        raise EdgeslimError(
+            f"{path}: x_train has {rows} samples, too few to hold out {VAL_FRACTION:.0%} for validation",
+            "add samples, or give the validation split as x_val and y_val",
+        )
     for group in (xs, ys):
         if group["train"] is not None:
             whole = group["train"]
@@ -195,15 +231,10 @@ def _hold_out_validation(
             group["train"] = _rows(whole, fit)
 
 
-def _preprocessing(x: Arrays | None, path: Path) -> Preprocessing:
-    # Integer inputs are taken as raw 8-bit values; float inputs as already preprocessed.
-    kinds = {np.issubdtype(v.dtype, np.integer) for _, v in _items(x)}
-    if len(kinds) > 1:
-        raise EdgeslimError(
-            f"{path}: some inputs are integers (raw 8-bit) and some float",
-            "store every input as float (already preprocessed), or every input as uint8",
-        )
-    return Preprocessing(scale=1 / 255.0, raw_dtype="uint8") if kinds == {True} else Preprocessing()
+def _preprocessing(xs: dict[str, Arrays | None], path: Path) -> Preprocessing:
+    # One scale for every input of every split, from their true range (edgeslim.data.validate).
+    columns = [Column(f"x_{s}{_suffix(k)}", v) for s in SPLITS for k, v in _items(xs[s])]
+    return raw_scale(path, columns)
 
 
 def _apply(prep: Preprocessing, x: Arrays | None) -> Arrays | None:

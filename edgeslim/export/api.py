@@ -86,8 +86,14 @@ def export_model(
         raise EdgeslimError(
             f"firmware applies to target mcu, not {target}", "drop --firmware or use --target mcu"
         )
-    if firmware_samples is not None and firmware_samples < 1:
-        raise EdgeslimError(f"firmware_samples must be at least 1, got {firmware_samples}")
+    for name, value, most in (
+        ("firmware_samples", firmware_samples, 10_000),
+        ("calib_samples", calib_samples, 100_000),
+        ("verify_samples", verify_samples, 10_000_000),
+    ):
+        bad_type = isinstance(value, bool) or not isinstance(value, int)
+        if value is not None and (bad_type or not 1 <= value <= most):
+            raise EdgeslimError(f"{name} must be an integer from 1 to {most:,}, got {value}")
     source = _source(model, source_path)
     saved = _saved_recipe(model, source_path) if quant is None else None
     if isinstance(model, str | Path):

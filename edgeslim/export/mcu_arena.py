@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeslim.errors import EdgeslimError
+from edgeslim.errors import EdgeslimError, MissingTool
 from edgeslim.export.mcu_resolver import RESOLVER_METHODS, resolver_method
 from edgeslim.export.native_output import silenced_stderr
 from edgeslim.runtime.tflite_file import read_tflite
@@ -41,7 +41,7 @@ def find_min_arena(data: bytes) -> int:
     try:
         import tflite_micro  # noqa: F401
     except ImportError:
-        raise EdgeslimError(
+        raise MissingTool(
             "the mcu target measures the tensor arena with TensorFlow Lite Micro's Python interpreter",
             "install the mcu extra: pip install 'edgeslim[mcu]'",
         ) from None

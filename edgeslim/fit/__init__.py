@@ -4,8 +4,19 @@ From per-layer sensitivity (sensitivity.py) and a cost model read off the layer 
 a greedy selection (select.py) picks per-layer pruning, low-rank and depthwise-separable levels that
 meet the budget with the least predicted loss; trials (trial.py) compress, fine-tune by distillation,
 quantize and export each plan, and the search (search.py) adapts to what the real artifacts measure.
-Independent tasks run in-process or on Ray (executor.py). The result: ``DIR/fit.json`` (schema
+Independent tasks run in-process or on Ray (executor.py: ``--workers N`` starts a private local Ray,
+``--ray-address`` joins a cluster within bounded waits). The result: ``DIR/fit.json`` (schema
 ``edgeslim.fit/1``), the winning model and its artifacts, and a report.
+
+``fit.json`` is always there once the search has started, written atomically: complete when the fit
+returns (``fits`` true: exit 0; ``fits`` false: exit 1, with the closest candidate in ``best`` when any
+trial was measured, and what binds in ``binding``, e.g. ``every trial failed``); partial when it is
+stopped: ``"interrupted": true`` after Ctrl-C or SIGTERM (the CLI exits 130), or ``"error"`` saying
+what stopped it, with what was done so far and ``best`` null. A fit.json of an earlier run in ``DIR``
+is removed when the search starts, so it never stands for this one. An interrupt stops Ray (a private
+local Ray with all its processes) before fit.json is written; what was computed is kept outside
+``DIR`` (the sensitivity table once complete, and every finished trial, see history.py), so the same
+command run again resumes: it reuses the table and the trials instead of computing them again.
 """
 
 from __future__ import annotations
@@ -70,7 +81,7 @@ def fit_model(
     notify: Any = None,
 ) -> FitResult:
     """Search for the most accurate compressed model that meets ``budget``; see the module docstring."""
-    from edgeslim.fit.executor import make_executor
+    from edgeslim.fit.executor import check_executor, make_executor
     from edgeslim.fit.search import run_search
     from edgeslim.fit.trial import TrialSettings
     from edgeslim.modelio import load_keras_model
@@ -84,6 +95,7 @@ def fit_model(
         raise ConfigError("--firmware: applies to target mcu only", "add --target mcu")
     if budget.max_instructions is not None and not firmware:
         raise ConfigError("--max-instructions: instructions are measured on the firmware", "add --firmware")
+    check_executor(workers, ray_address)
     notify = notify or (lambda message: None)
     model_path, out = Path(model_path), Path(out_dir)
     model = load_keras_model(model_path, unsafe=unsafe_load)
@@ -93,13 +105,6 @@ def fit_model(
         budget.target, budget.board, finetune_epochs=finetune_epochs, seed=seed, firmware=firmware
     )
     executor = make_executor(workers, ray_address)
-    try:
-        state, extra = run_search(
-            model, model_file, dataset, budget, techniques, settings, executor, out, max_trials, notify
-        )
-    finally:
-        executor.close()
-    winner, binding = _choose(state)
     report: dict[str, Any] = {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -114,25 +119,57 @@ def fit_model(
         "techniques": list(techniques),
         "executor": {"kind": executor.name, "workers": executor.workers, "address": ray_address},
         "settings": asdict(settings),
-        "baseline": {"val_accuracy": state.baseline_val, "measured": extra["baseline_trial"]},
-        "sensitivity": extra["sensitivity"],
-        "sensitivity_cached": extra["sensitivity_cached"],
-        "trials": [
-            t.to_dict() | {"evaluation": v} for t, v in zip(state.trials, state.evaluations, strict=True)
-        ],
-        "best": None,
-        "fits": False,
-        "binding": binding,
     }
-    if winner is not None:
-        report["best"] = _finish(winner, state, model, dataset, budget, out, firmware, notify)
-        report["fits"] = bool(report["best"]["evaluation"]["within_loss"])
-    report["seconds"] = time.perf_counter() - began
-    write_json(out / "fit.json", report)
+    found: dict[str, Any] = {}
+    try:
+        (out / "fit.json").unlink(missing_ok=True)
+        try:
+            search = (model, model_file, dataset, budget, techniques, settings, executor, out, max_trials)
+            state, _ = run_search(*search, notify, found)
+        finally:
+            executor.close()
+        winner, binding = _choose(state)
+        report |= _progress(found) | {"best": None, "fits": False, "binding": binding}
+        if winner is not None:
+            report["best"] = _finish(winner, state, model, dataset, budget, out, firmware, notify)
+            report["fits"] = bool(report["best"]["evaluation"]["within_loss"])
+        report["seconds"] = time.perf_counter() - began
+        write_json(out / "fit.json", report)
+    except KeyboardInterrupt:
+        _write_partial(out, report, found, began, {"interrupted": True})
+        notify("interrupted: the finished trials and the sensitivity table are kept; run again to resume")
+        raise
+    except BaseException as exc:  # noqa: BLE001 - recorded in fit.json, then raised unchanged
+        why = exc.message if isinstance(exc, EdgeslimError) else f"{type(exc).__name__}: {exc}"
+        _write_partial(out, report, found, began, {"error": why[:500]})
+        raise
     from edgeslim.report.fit import write_fit_report
 
     write_fit_report(report, out / "report")
     return FitResult(out, report["fits"], report, binding)
+
+
+def _progress(found: dict[str, Any], partial: bool = False) -> dict[str, Any]:
+    """What the search has found so far, as fit.json keeps it."""
+    state = found.get("state")
+    pairs = list(zip(state.trials, state.evaluations, strict=not partial)) if state is not None else []
+    return {
+        "baseline": {
+            "val_accuracy": state.baseline_val if state is not None else None,
+            "measured": found.get("baseline_trial"),
+        },
+        "sensitivity": found.get("sensitivity"),
+        "sensitivity_cached": found.get("sensitivity_cached", False),
+        "trials": [t.to_dict() | {"evaluation": v} for t, v in pairs],
+    }
+
+
+def _write_partial(
+    out: Path, report: dict[str, Any], found: dict[str, Any], began: float, why: dict[str, Any]
+) -> None:
+    """fit.json of a fit that was stopped: what it had done, no winner."""
+    partial = report | _progress(found, partial=True) | {"best": None, "fits": False, "binding": []}
+    write_json(out / "fit.json", partial | why | {"seconds": time.perf_counter() - began})
 
 
 def _choose(state: Any) -> tuple[Any, list[str]]:
@@ -152,7 +189,7 @@ def _choose(state: Any) -> tuple[Any, list[str]]:
         return max(fitting, key=lambda p: p[0].val_accuracy), ["loss"]
     measured = [(t, v) for t, v in pairs if not t.failed]
     if not measured:
-        return None, ["every trial failed"]
+        return None, ["every trial failed" if pairs else "no trial ran"]
     closest = min(measured, key=lambda p: sum(p[1]["over"].values()))
     return closest, sorted(closest[1]["over"])
 

@@ -35,7 +35,9 @@ def parse_size(text: Any, what: str) -> int:
     if isinstance(text, bool):
         raise ConfigError(f"{what}: must be a size like 48KB, 0.5MB or a byte count, got {text!r}")
     if isinstance(text, int | float):
-        value = float(text)
+        value = _number(text)
+        if value is None:  # NaN, infinity, or an int too big for a float
+            raise ConfigError(f"{what}: must be a positive size, got {text!r}")
     else:
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
         unit = match.group(2).lower() if match else None
@@ -133,6 +135,6 @@ def _number(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond a float's range
         return None
     return number if math.isfinite(number) else None

@@ -81,7 +81,12 @@ def run_search(
     out_dir: Path,
     max_trials: int,
     notify: Notify,
+    found: dict[str, Any] | None = None,
 ) -> tuple[SearchState, dict[str, Any]]:
+    """The search; ``found`` receives the state and the figures as they come (``state``,
+    ``baseline_trial``, ``sensitivity``, ``sensitivity_cached``), so a fit that is stopped can say
+    how far it got. Every finished trial goes to the history as soon as it is in, so a rerun after an
+    interrupt reuses it (as it reuses the cached sensitivity table)."""
     from edgeslim.compress.channels import ChannelAnalysis
     from edgeslim.layers.graph import ModelGraph
 
@@ -94,9 +99,13 @@ def run_search(
 
     notify(f"baseline: validation accuracy {np.mean(correct):.2%}; measuring its {budget.target} export")
     state = SearchState(budget, units, cost, [], float(np.mean(correct)), correct, None)
+    found = {} if found is None else found
+    found["state"] = state
     base = _baseline(state, shared_model, shared_data, settings, techniques, executor, out_dir)
+    found["baseline_trial"] = base
     shared = (shared_model, shared_data)
     table, cached = _sensitivity(model_file, data, units, executor, shared, state.baseline_val, notify)
+    found |= {"sensitivity": table, "sensitivity_cached": cached}
     state.losses = sensitivity.losses(table, units)
     state.scale = {k: 1.0 for k in budget.limits()}
     state.epochs = state.base_epochs = settings.finetune_epochs
@@ -125,11 +134,12 @@ def run_search(
             for i, plan in enumerate(plans)
         ]
         predicted = [cost.predict(plan) for plan in plans]  # before the measurements calibrate it
-        results = executor.map(run_trial, calls, on_failure=_failed_trial)
+        results = executor.map(
+            run_trial, calls, on_failure=_failed_trial, each=lambda i, trial: history.store(past_dir, trial)
+        )
         trials_left -= len(plans)
         for plan, trial, guess in zip(plans, results, predicted, strict=True):
             state.trials.append(trial)
-            history.store(past_dir, trial)
             verdict = state.judge(trial) | {"predicted": guess}
             state.evaluations.append(verdict)
             if not trial.failed:

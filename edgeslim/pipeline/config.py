@@ -8,31 +8,40 @@ Paths written in a config file resolve against the file's folder; paths given on
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeslim.errors import ConfigError, EdgeslimError, Problems
+from edgeslim.train.config import MAX_EPOCHS, MAX_SEED, Rule, is_type, shown
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 SECTIONS = ("dataset", "model", "train", "compress", "fit", "export", "report")
+# Upper bounds: far above any edge model's needs, so only a typo or a hostile file meets them.
+MAX_CLASS_INDEX = 65_535
+MAX_IMAGE_SIDE = 4_096
+MAX_CALIB_SAMPLES = 100_000
+MAX_FIRMWARE_SAMPLES = 10_000  # each one runs on the emulated board
+MAX_TRIALS = 1_000
+MAX_WORKERS = 1_024
+# A schema maps key -> a type (or tuple of types) checked with isinstance, or a Rule (type and range).
 DATASET_KEYS = {
     "name": str,
     "data_dir": (str, type(None)),
-    "seed": int,
-    "anomaly_class": (int, type(None)),  # reconstruction: train on the other classes, score AUC
+    "seed": Rule("int", 0, MAX_SEED),
+    # reconstruction: train on the other classes, score AUC
+    "anomaly_class": Rule("int", 0, MAX_CLASS_INDEX, optional=True),
     "image_size": (str, int, list, type(None)),  # folder: resize to this (default: the model's input)
     "color_mode": (str, type(None)),  # folder: grayscale or rgb (default: as the images are)
 }
 EXPORT_KEYS = {
     "targets": list,
     "board": str,
-    "agreement_floor": float,
-    "calib_samples": int,
+    "agreement_floor": Rule("float", 0, 1),
+    "calib_samples": Rule("int", 1, MAX_CALIB_SAMPLES),
     "formats": dict,
     "firmware": bool,
-    "firmware_samples": int,
+    "firmware_samples": Rule("int", 1, MAX_FIRMWARE_SAMPLES),
 }
 REPORT_KEYS = {"formats": list, "plots": bool}
 FIT_KEYS = {
@@ -45,9 +54,9 @@ FIT_KEYS = {
     "max_instructions": int,
     "max_loss": float,
     "techniques": (str, list),
-    "max_trials": int,
-    "finetune_epochs": int,
-    "workers": (int, type(None)),
+    "max_trials": Rule("int", 1, MAX_TRIALS),
+    "finetune_epochs": Rule("int", 1, MAX_EPOCHS),
+    "workers": Rule("int", 1, MAX_WORKERS, optional=True),
     "ray_address": (str, type(None)),
     "firmware": bool,
 }
@@ -80,21 +89,18 @@ def default_config_text() -> str:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
     """Read a YAML config (the embedded default when ``path`` is None), apply ``key.path=value`` overrides."""
-    import yaml
+    from edgeslim.pipeline.yaml_safe import read_yaml_file
 
     source = Path(path) if path is not None else DEFAULT_CONFIG
     if not source.is_file():
         raise EdgeslimError(f"{source}: no such config file", "write one with `edgeslim init CONFIG.yaml`")
-    try:
-        raw = yaml.safe_load(source.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"{source}: not valid YAML ({' '.join(str(exc).split())[:200]})", "fix the file's syntax"
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: not a text file", "give a YAML config") from None
+    raw = read_yaml_file(source)  # bounded: size, aliases, duplicate keys (see yaml_safe)
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the config must be a mapping of sections {list(SECTIONS)}")
+        raise ConfigError(
+            f"{source}: the config must be a mapping of sections {list(SECTIONS)}, got {type(raw).__name__}",
+            "start from `edgeslim init CONFIG.yaml`",
+        )
     absolutize_paths(raw, source.resolve().parent if path is not None else Path.cwd())
     problems = Problems()
     for item in overrides or []:
@@ -137,14 +143,16 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     """``train.epochs=3`` or ``compress[1].lowrank.energy=0.9``: the value is parsed as YAML."""
     import yaml
 
+    from edgeslim.pipeline.yaml_safe import load_yaml
+
     if "=" not in item:
         raise ConfigError(f"--set {item}: expected KEY.PATH=VALUE", "e.g. --set train.epochs=3")
     key, text = item.split("=", 1)
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text, f"--set {key}")  # the same bounds as a config file
     except yaml.YAMLError:
         raise ConfigError(
-            f"--set {key}: the value {text!r} is not valid YAML", "quote it, e.g. --set 'train.epochs=3'"
+            f"--set {key}: the value {shown(text)} is not valid YAML", "quote it, e.g. --set 'train.epochs=3'"
         ) from None
     parts = _split_key(key)
     node: Any = raw
@@ -194,6 +202,9 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfi
     dataset: dict[str, Any] = {"name": "digits", "data_dir": None, "seed": 0}
     with problems.collect():
         dataset |= check_mapping(raw.get("dataset", {}), "dataset", DATASET_KEYS)
+    with problems.collect():  # from the section itself, so it is checked even when another key is wrong
+        given = raw.get("dataset")
+        _check_image_size(given.get("image_size") if isinstance(given, dict) else None)
     _check_dataset_name(dataset, problems)
     model, unsafe = "digits_cnn", False
     with problems.collect():
@@ -211,7 +222,7 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfi
         report |= check_mapping(raw.get("report", {}), "report", REPORT_KEYS)
         for i, fmt in enumerate(report["formats"]):
             if fmt not in REPORT_FORMATS:
-                problems.add(f"report.formats[{i}]: must be one of {list(REPORT_FORMATS)}, got {fmt!r}")
+                problems.add(f"report.formats[{i}]: must be one of {list(REPORT_FORMATS)}, got {shown(fmt)}")
     problems.raise_if_any()
     normalized = {
         "dataset": dataset,
@@ -226,7 +237,8 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfi
 
 
 def check_mapping(value: Any, path: str, schema: dict[str, Any]) -> dict[str, Any]:
-    """Keys known, values of the declared type (a float key takes ints; NaN and inf are refused)."""
+    """Keys known, values of the declared type (a float key takes ints; NaN and inf are refused), a
+    Rule's values in its range too."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -237,12 +249,17 @@ def check_mapping(value: Any, path: str, schema: dict[str, Any]) -> dict[str, An
             problems.add(f"{path}.{key}: unknown key", f"known keys: {sorted(schema)}")
             continue
         expected = schema[key]
+        if isinstance(expected, Rule):
+            problem = expected.problem(item)
+            if problem:
+                problems.add(f"{path}.{key}: {problem}")
+            continue
         if expected is float:
-            ok = isinstance(item, int | float) and not isinstance(item, bool) and math.isfinite(item)
+            ok = is_type(item, "float")  # a huge int is finite: no float() to overflow
         elif expected is int:
-            ok = isinstance(item, int) and not isinstance(item, bool)
+            ok = is_type(item, "int")
         else:
-            ok = isinstance(item, expected)
+            ok = isinstance(item, expected) and not (isinstance(item, bool) and bool not in _types(expected))
         if not ok:
             names = (
                 expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
@@ -250,9 +267,35 @@ def check_mapping(value: Any, path: str, schema: dict[str, Any]) -> dict[str, An
             names = {"float": "a finite number", "int": "an integer", "bool": "true or false"}.get(
                 names, names
             )
-            problems.add(f"{path}.{key}: must be {names}, got {item!r}")
+            problems.add(f"{path}.{key}: must be {names}, got {shown(item)}")
     problems.raise_if_any()
     return dict(value)
+
+
+def _types(expected: type | tuple[type, ...]) -> tuple[type, ...]:
+    return expected if isinstance(expected, tuple) else (expected,)
+
+
+def _check_image_size(value: Any) -> None:
+    """``dataset.image_size``: ``28``, ``"28x32"`` or ``[28, 32]``, each side in [1, MAX_IMAGE_SIDE]."""
+    from edgeslim.data.folder import parse_image_size
+
+    if isinstance(value, bool) or not isinstance(value, str | int | list):
+        return  # None, or a wrong type that DATASET_KEYS reports
+    what = f"dataset.image_size: must be HxW like 28x28, a side like 28, or [H, W], got {shown(value)}"
+    if isinstance(value, list) and not all(is_type(v, "int") for v in value):
+        raise ConfigError(what)
+    sides = value if isinstance(value, list) else [value] if isinstance(value, int) else None
+    try:
+        size = parse_image_size(value)
+    except EdgeslimError:
+        if sides is None or all(1 <= side <= MAX_IMAGE_SIDE for side in sides):
+            raise ConfigError(what) from None
+        size = None  # whole numbers out of range: say so below
+    if size is None or not all(1 <= side <= MAX_IMAGE_SIDE for side in size):
+        raise ConfigError(
+            f"dataset.image_size: each side must be in [1, {MAX_IMAGE_SIDE}], got {shown(value)}"
+        )
 
 
 def _check_dataset_name(dataset: dict[str, Any], problems: Problems) -> None:
@@ -261,7 +304,7 @@ def _check_dataset_name(dataset: dict[str, Any], problems: Problems) -> None:
     name = dataset["name"]
     if isinstance(name, str) and name not in DATASETS and not name.endswith(".npz"):
         problems.add(
-            f"dataset.name: unknown dataset {name!r}", f"choose one of {sorted(DATASETS)} or a .npz path"
+            f"dataset.name: unknown dataset {shown(name)}", f"choose one of {sorted(DATASETS)} or a .npz path"
         )
 
 
@@ -275,7 +318,7 @@ def _check_model(value: Any) -> tuple[str, bool]:
             raise ConfigError("model.source: missing", "give a zoo name or a .keras path")
         value, unsafe = value["source"], bool(value.get("unsafe_load", False))
     if not isinstance(value, str):
-        raise ConfigError(f"model: must be a zoo name or a .keras path, got {value!r}")
+        raise ConfigError(f"model: must be a zoo name or a .keras path, got {shown(value)}")
     if value in ZOO_NAMES:
         return value, unsafe
     if value.endswith(".keras"):
@@ -283,7 +326,7 @@ def _check_model(value: Any) -> tuple[str, bool]:
             raise ConfigError(f"model: {value}: no such .keras file", "check the path")
         return value, unsafe
     raise ConfigError(
-        f"model: unknown model {value!r}", f"choose one of {sorted(ZOO_NAMES)} or a .keras path"
+        f"model: unknown model {shown(value)}", f"choose one of {sorted(ZOO_NAMES)} or a .keras path"
     )
 
 
@@ -325,7 +368,7 @@ def _check_compress(value: Any, problems: Problems) -> list[StageSpec]:
         name, params = next(iter(entry.items()))
         if params is not None and not isinstance(params, dict):
             problems.add(
-                f"{where}.{name}: its parameters must be a mapping, got {params!r}",
+                f"{where}.{name}: its parameters must be a mapping, got {shown(params)}",
                 f"e.g. {{{name}: {{...}}}}; see the stage's parameters in the README",
             )
             continue
@@ -337,7 +380,7 @@ def _check_compress(value: Any, problems: Problems) -> list[StageSpec]:
             with problems.collect(f"{where}."):
                 if not isinstance(finetune, dict):
                     raise ConfigError(
-                        f"{name}.finetune: must be a mapping like {{epochs: 2}}, got {finetune!r}"
+                        f"{name}.finetune: must be a mapping like {{epochs: 2}}, got {shown(finetune)}"
                     )
                 FinetuneConfig.from_dict(finetune, prefix=f"{name}.finetune")
         specs.append(StageSpec(name=name, params=params, finetune=finetune))
@@ -362,22 +405,13 @@ def _check_export(value: Any, problems: Problems) -> dict[str, Any]:
         export |= {k: v for k, v in value.items() if k in EXPORT_KEYS}
     for i, target in enumerate(export["targets"] if isinstance(export["targets"], list) else []):
         if target not in TARGET_NAMES:
-            problems.add(f"export.targets[{i}]: must be one of {sorted(TARGET_NAMES)}, got {target!r}")
+            problems.add(f"export.targets[{i}]: must be one of {sorted(TARGET_NAMES)}, got {shown(target)}")
     if isinstance(export["board"], str) and export["board"]:
         try:
             load_board(export["board"])  # a shipped profile's name, or a board JSON file
         except EdgeslimError as exc:
             problems.add(f"export.board: {exc.message}", exc.hint)
-    floor = export["agreement_floor"]
-    if isinstance(floor, int | float) and math.isfinite(floor) and not 0 <= floor <= 1:
-        problems.add(f"export.agreement_floor: must be in [0, 1], got {floor!r}")
-    calib = export["calib_samples"]
-    if isinstance(calib, int) and not isinstance(calib, bool) and calib <= 0:
-        problems.add(f"export.calib_samples: must be a positive integer, got {calib!r}")
-    samples = export["firmware_samples"]
-    if isinstance(samples, int) and not isinstance(samples, bool) and samples <= 0:
-        problems.add(f"export.firmware_samples: must be a positive integer, got {samples!r}")
-    return export
+    return export  # agreement_floor, calib_samples, firmware_samples: ranged by EXPORT_KEYS' rules
 
 
 def _check_fit(value: Any, export: dict[str, Any], problems: Problems) -> dict[str, Any] | None:
@@ -407,7 +441,4 @@ def _check_fit(value: Any, export: dict[str, Any], problems: Problems) -> dict[s
         args = {k: fit.get(k) for k in budget_keys}
         make_budget(fit["target"], max_loss=fit["max_loss"], prefix="fit.", **args)
         check_techniques(fit["techniques"], fit["target"])
-    for key in ("max_trials", "finetune_epochs"):
-        if isinstance(fit[key], int) and fit[key] < 1:
-            problems.add(f"fit.{key}: must be a positive integer, got {fit[key]!r}")
-    return fit
+    return fit  # max_trials, finetune_epochs, workers: ranged by FIT_KEYS' rules

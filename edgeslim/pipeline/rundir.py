@@ -2,7 +2,9 @@
 
 A step's cache key hashes its config section and its input's key, so changing step k changes the keys
 of k and everything after it. A step killed midway has no marker (or an old key) and is run again;
-every file is written atomically, so a half-written artifact is never used.
+every file is written atomically, so a half-written artifact is never used. A marker is trusted only
+when every name it records resolves inside its step folder: one that points elsewhere is corrupt, and
+its step is redone without reading or deleting anything outside.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from edgeslim.atomic import sha256_file, write_json
 from edgeslim.export.artifact import tool_versions
+from edgeslim.ownership import member
 
 MARKER = "step.json"
 
@@ -34,12 +37,18 @@ def cached(step_dir: Path, key: str, outputs: list[str]) -> dict[str, Any] | Non
         info = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if info.get("key") != key:
+    if not isinstance(info, dict) or info.get("key") != key:
         return None
     hashes = info.get("sha256", {})
+    if not isinstance(hashes, dict):
+        return None
     for name in set(outputs) | set(hashes):  # every file the step recorded must still be intact
-        path = step_dir / name
-        if not path.is_file() or hashes.get(name) != sha256_file(path):
+        path = member(step_dir, name)
+        if path is None or not path.is_file() or hashes.get(name) != sha256_file(path):
+            return None
+    for listed in ("files", "artifacts"):  # what deploy and the report read must lie inside too
+        names = info.get(listed, [])
+        if not isinstance(names, list) or any(member(step_dir, name) is None for name in names):
             return None
     return info
 
@@ -52,14 +61,16 @@ def open_step(step_dir: Path) -> None:
     Only recorded files go, so nothing a user put in the folder is ever deleted.
     """
     marker = step_dir / MARKER
-    if marker.is_file():
+    if marker.is_file() or marker.is_symlink():
         try:
             recorded = json.loads(marker.read_text()).get("sha256", {})
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, AttributeError):
             recorded = {}
         marker.unlink()  # first: a run killed from here on leaves no marker, so the step is redone
-        for name in recorded:
-            (step_dir / name).unlink(missing_ok=True)
+        for name in recorded if isinstance(recorded, dict) else {}:
+            path = member(step_dir, name)  # a tampered name pointing outside deletes nothing
+            if path is not None and path.is_file():
+                path.unlink()
     step_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -94,7 +105,9 @@ def write_manifest(
     for step in steps:
         known = step.info.get("sha256", {})  # the step's marker hashed these already
         for path in sorted(step.directory.rglob("*")):
-            if path.is_file() and path.name != MARKER and not path.name.startswith(".tmp"):
+            if path.is_symlink() or path.name == MARKER or path.name.startswith(".tmp"):
+                continue  # a link could point anywhere: the manifest hashes only the run's own files
+            if path.is_file():
                 rel = str(path.relative_to(step.directory))
                 artifacts.append(
                     {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.atomic import sha256_file, write_json, write_text
-from edgeslim.errors import EdgeslimError
+from edgeslim.errors import EdgeslimError, MissingTool
 from edgeslim.pipeline.config import PipelineConfig
 from edgeslim.pipeline.rundir import StepOutcome, cached, close_step, open_step, step_key, write_manifest
 
@@ -62,11 +62,24 @@ class Context:
 def run_pipeline(
     config: PipelineConfig, run_dir: str | Path, progress: Any = True, notify: Notify | None = None
 ) -> PipelineResult:
+    """Run the config into ``run_dir``: a new or empty folder, or an earlier run of edgeslim's (resumed),
+    locked for this process while it runs."""
+    from edgeslim.ownership import owned
+
+    with owned(run_dir, "run", inputs=run_inputs(config)) as folder:
+        return _run(config, folder, progress, notify)
+
+
+def run_inputs(config: PipelineConfig) -> list[str]:
+    """What a run reads from the user: a run folder never contains them (it would write over them)."""
+    model = [config.model] if Path(config.model).suffix in (".keras", ".h5") else []
+    return model + ([config.dataset["data_dir"]] if config.dataset.get("data_dir") else [])
+
+
+def _run(config: PipelineConfig, run_dir: Path, progress: Any, notify: Notify | None) -> PipelineResult:
     import yaml
 
     start = time.perf_counter()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", yaml.safe_dump(config.raw, sort_keys=False))
     result = PipelineResult(run_dir=run_dir)
     ctx = Context(config, run_dir, Lazy(lambda: _load_data(config)), result, progress, notify or _quiet)
@@ -318,6 +331,9 @@ def _export_step(
     }
     if firmware:  # only then part of the step's key: other exports keep their cached results
         section["firmware_samples"] = export["firmware_samples"]
+    # What this machine can check is part of the result ("not checked: no compiler"): once a tool
+    # appears, the step runs again and checks.
+    section["tools"] = available_tools(target, firmware)
     key = step_key(section, input_key)
     marker = _reuse(ctx, step_dir, key, [], name)
     if marker is not None:
@@ -343,6 +359,10 @@ def _export_step(
             firmware=firmware,
             firmware_samples=section.get("firmware_samples"),
         )
+    except MissingTool as exc:  # not a result: no marker, so the step runs again once the tool is there
+        ctx.result.failures.append(f"{target}: {exc}")
+        ctx.notify(name, "failed")
+        return
     except EdgeslimError as exc:  # a model that does not fit a board is a result to report, not a crash
         failures.append(f"{target}: {exc}")
         artifacts = []
@@ -363,6 +383,23 @@ def _export_step(
     ctx.result.steps.append(StepOutcome(name, step_dir, key, False, info["seconds"], info))
     ctx.result.failures += failures
     ctx.notify(name, "failed" if failures else "done")
+
+
+def available_tools(target: str, firmware: bool) -> dict[str, bool]:
+    """The optional tools an export of ``target`` uses when they are present (cheap: no imports)."""
+    import importlib.util
+    import shutil
+
+    tools: dict[str, bool] = {}
+    if target == "mcu":
+        tools["tflite_micro"] = importlib.util.find_spec("tflite_micro") is not None
+        tools["c++"] = any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+    if target == "edgetpu":
+        tools["edgetpu_compiler"] = shutil.which("edgetpu_compiler") is not None
+    if firmware:
+        tools["arm-none-eabi-gcc"] = shutil.which("arm-none-eabi-gcc") is not None
+        tools["qemu-system-arm"] = shutil.which("qemu-system-arm") is not None
+    return tools
 
 
 def _report_step(ctx: Context) -> dict[str, Any]:

@@ -21,7 +21,7 @@ SCHEMA = "edgeslim.report/1"
 def build_report(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     manifest = _read_manifest(run_dir)
-    steps = manifest.get("steps", [])
+    steps = [s for s in manifest["steps"] if _step_ok(run_dir, s)]  # a tampered entry is not read
     stage_dirs = [run_dir / s["dir"] for s in steps if s["name"] == "train" or s["name"][:2].isdigit()]
     stages = [_stage(d) for d in stage_dirs if (d / "metrics.json").is_file()]
     if not stages:
@@ -66,6 +66,17 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("steps"), list):
         raise EdgeslimError(f"{path}: not an edgeslim manifest", "rerun `edgeslim pipeline` into this folder")
     return manifest
+
+
+def _step_ok(run_dir: Path, step: Any) -> bool:
+    """A manifest step whose folder lies inside the run (a tampered ``../..`` is skipped, never read)."""
+    from edgeslim.ownership import member
+
+    return (
+        isinstance(step, dict)
+        and isinstance(step.get("name"), str)
+        and member(run_dir, step.get("dir")) is not None
+    )
 
 
 def _stage(step_dir: Path) -> dict[str, Any]:
@@ -121,9 +132,11 @@ def _artifacts(target_dir: Path, baseline: float | None) -> list[dict[str, Any]]
                     "accuracy": None,
                 }
             )
+    from edgeslim.ownership import member
+
     for rel in marker.get("artifacts", []):
-        sidecar_path = target_dir / f"{rel}.json"
-        if sidecar_path.is_file():
+        sidecar_path = member(target_dir, f"{rel}.json") if isinstance(rel, str) else None
+        if sidecar_path is not None and sidecar_path.is_file():
             rows.append(_artifact_row(target_dir.name, rel, _read_json(sidecar_path), baseline))
     return rows
 
@@ -174,4 +187,12 @@ def _delta(value: float | None, baseline: float | None) -> float | None:
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgeslimError(
+            f"{path}: damaged ({str(exc)[:120]})", "rerun `edgeslim pipeline` into this run to rebuild it"
+        ) from None
+    if not isinstance(value, dict):
+        raise EdgeslimError(f"{path}: damaged (not a JSON object)", "rerun `edgeslim pipeline` to rebuild it")
+    return value

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgeslim.runtime.errors import RuntimeModelError
+from edgeslim.runtime.sidecar import check_classes, merge_specs
 from edgeslim.runtime.spec import Codec, TensorSpec
 
 ArrayInput = np.ndarray | list[np.ndarray] | tuple[np.ndarray, ...] | dict[str, np.ndarray]
@@ -39,8 +40,10 @@ class RuntimeModel:
         self.path = path
         self.sidecar = sidecar
         self.threads = threads
-        self.inputs = _with_sidecar(inputs, (sidecar or {}).get("inputs"), path, "inputs")
-        self.outputs = _with_sidecar(outputs, (sidecar or {}).get("outputs"), path, "outputs")
+        # The sidecar is trusted only where it agrees with the artifact (edgeslim.runtime.sidecar).
+        self.inputs = merge_specs(inputs, (sidecar or {}).get("inputs"), path, "inputs")
+        self.outputs = merge_specs(outputs, (sidecar or {}).get("outputs"), path, "outputs")
+        check_classes(sidecar, self.outputs, path)
         # A fixed batch (1 for Edge TPU and microcontroller files) is served in chunks of that size.
         batches = {spec.batch for spec in self.inputs}
         self.fixed_batch: int | None = next(iter(batches)) if len(batches) == 1 else 1
@@ -203,29 +206,3 @@ def by_keys(outputs: list[np.ndarray], keys: list[str] | None, wanted: list[str]
         return outputs
     position = {key: i for i, key in enumerate(keys)}
     return [outputs[position[key]] for key in wanted]
-
-
-def _with_sidecar(
-    specs: list[TensorSpec], recorded: list[dict[str, Any]] | None, path: Path, which: str
-) -> list[TensorSpec]:
-    """Take scale and zero point from the sidecar where it records them; it must agree on count and dtype."""
-    if not recorded:
-        return specs
-    if len(recorded) != len(specs):
-        raise RuntimeModelError(
-            f"{path}: the sidecar lists {len(recorded)} {which}, the model has {len(specs)}",
-            "re-export the model, or delete the stale sidecar",
-        )
-    merged = []
-    for spec, rec in zip(specs, recorded, strict=True):
-        if rec.get("dtype") not in (None, spec.dtype):
-            raise RuntimeModelError(
-                f"{path}: the sidecar says {which} {spec.name!r} is {rec.get('dtype')}, "
-                f"the model says {spec.dtype}",
-                "re-export the model, or delete the stale sidecar",
-            )
-        scale, zero = rec.get("scale"), rec.get("zero_point")
-        if scale is not None and zero is not None:
-            spec = TensorSpec(spec.name, spec.shape, spec.dtype, float(scale), int(zero))
-        merged.append(spec)
-    return merged

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -10,90 +11,157 @@ from edgeslim.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 SCHEDULES = ("constant", "step", "cosine")
+# Bounds on what a config, the CLI or the Python API may ask for: generous for any edge model, yet a
+# typo (1e29 epochs) or a hostile file stops at validation instead of running for ever.
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+MAX_SEED = 2**32 - 1  # what numpy and TensorFlow take
+MAX_LEARNING_RATE = 10.0
+MAX_TEMPERATURE = 100.0
+TYPE_WORDS = {"bool": "true or false", "int": "an integer", "float": "a finite number", "str": "a string"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one setting accepts: its kind (int, float, bool, str), a range or the allowed choices.
+
+    An int is never a bool; a float takes ints, never NaN or infinity. ``optional`` also takes None.
+    """
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+
+    def expected(self) -> str:
+        """The accepted values in words: ``a positive integer <= 10000``, ``a number in [0, 1)``."""
+        if self.choices:
+            return f"one of {list(self.choices)}"
+        if self.kind == "int" and self.lo is not None:
+            upper = f" <= {_num(self.hi)}" if self.hi is not None else ""
+            if self.lo == 1 and not self.lo_open:
+                return f"a positive integer{upper}"
+            return f"an integer >= {_num(self.lo)}" + (f" and{upper}" if upper else "")
+        if self.kind == "float" and self.lo is not None:
+            if self.hi is None:
+                return f"a number {'>' if self.lo_open else '>='} {_num(self.lo)}"
+            if self.lo_open and self.lo == 0 and not self.hi_open:
+                return f"a number > 0 and <= {_num(self.hi)}"
+            lb, rb = ("(" if self.lo_open else "["), (")" if self.hi_open else "]")
+            return f"a number in {lb}{_num(self.lo)}, {_num(self.hi)}{rb}"
+        return TYPE_WORDS[self.kind]
+
+    def problem(self, value: Any) -> str | None:
+        """None when ``value`` is accepted, else ``must be <what>, got <value>``."""
+        if value is None and self.optional:
+            return None
+        if not is_type(value, self.kind):
+            expected = f"one of {list(self.choices)}" if self.choices else TYPE_WORDS[self.kind]
+            return f"must be {expected}, got {shown(value)}"
+        if self.choices and value not in self.choices:
+            return f"must be one of {list(self.choices)}, got {shown(value)}"
+        too_low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+        too_high = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
+        if too_low or too_high:
+            return f"must be {self.expected()}, got {shown(value)}"
+        return None
+
+
+def _num(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+_SHORT = reprlib.Repr()  # Python 3.11's Repr takes no arguments
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 2, 60, 40, 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+
+
+def shown(value: Any) -> str:
+    """A short repr of ``value`` for a message: long strings, numbers and nested lists are cut, at a cost
+    bounded by the cut (never the whole of a huge or self-sharing value), so a message stays one line."""
+    return _SHORT.repr(value)
+
+
+def setting(default: Any, rule: Rule) -> Any:
+    """A dataclass field with its default and its rule, side by side (the one home of both)."""
+    return field(default=default, metadata={"rule": rule})
+
+
+def check_rules(config: Any, prefix: str) -> list[ConfigError]:
+    """Every field of a dataclass instance against its rule, one ConfigError per mistake."""
+    problems = []
+    for f in fields(config):
+        rule = f.metadata.get("rule")
+        message = rule.problem(getattr(config, f.name)) if rule is not None else None
+        if message:
+            problems.append(ConfigError(f"{prefix}.{f.name}: {message}"))
+    return problems
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 8
-    batch_size: int = 128
-    optimizer: str = "nesterov"  # SGD with Nesterov momentum, as the course trains MNISTnet3
-    learning_rate: float = 0.01
-    momentum: float = 0.9
-    schedule: str = "constant"
-    step_epochs: int = 3  # step schedule: multiply the rate by step_gamma every step_epochs
-    step_gamma: float = 0.1
-    l2: float = 0.0  # L2 weight penalty on kernels, added to the loss
-    early_stopping: int = 0  # patience in epochs on validation loss; 0 turns it off
-    augment_shift: float = 0.0  # fraction of the image size
-    augment_rotation: float = 0.0  # fraction of a full turn
-    augment_flip: bool = False
-    seed: int = 0
+    epochs: int = setting(8, Rule("int", 1, MAX_EPOCHS))
+    batch_size: int = setting(128, Rule("int", 1, MAX_BATCH_SIZE))
+    # SGD with Nesterov momentum, as the course trains MNISTnet3
+    optimizer: str = setting("nesterov", Rule("str", choices=OPTIMIZERS))
+    learning_rate: float = setting(0.01, Rule("float", 0, MAX_LEARNING_RATE, lo_open=True))
+    momentum: float = setting(0.9, Rule("float", 0, 1, hi_open=True))
+    schedule: str = setting("constant", Rule("str", choices=SCHEDULES))
+    # step schedule: multiply the rate by step_gamma every step_epochs
+    step_epochs: int = setting(3, Rule("int", 1, MAX_EPOCHS))
+    step_gamma: float = setting(0.1, Rule("float", 0, 1, lo_open=True))
+    l2: float = setting(0.0, Rule("float", 0, 1))  # L2 weight penalty on kernels, added to the loss
+    # patience in epochs on validation loss; 0 turns it off
+    early_stopping: int = setting(0, Rule("int", 0, MAX_EPOCHS))
+    augment_shift: float = setting(0.0, Rule("float", 0, 0.5, hi_open=True))  # fraction of the image size
+    augment_rotation: float = setting(0.0, Rule("float", 0, 0.5))  # fraction of a full turn
+    augment_flip: bool = setting(False, Rule("bool"))
+    seed: int = setting(0, Rule("int", 0, MAX_SEED))
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self, prefix: str = "train") -> None:
-        checks = [
-            (self.epochs > 0, "epochs", "must be a positive integer"),
-            (self.batch_size > 0, "batch_size", "must be a positive integer"),
-            (self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {list(OPTIMIZERS)}"),
-            (self.learning_rate > 0, "learning_rate", "must be > 0"),
-            (0 <= self.momentum < 1, "momentum", "must be in [0, 1)"),
-            (self.schedule in SCHEDULES, "schedule", f"must be one of {list(SCHEDULES)}"),
-            (self.step_epochs > 0, "step_epochs", "must be > 0"),
-            (0 < self.step_gamma <= 1, "step_gamma", "must be in (0, 1]"),
-            (self.l2 >= 0, "l2", "must be >= 0"),
-            (self.early_stopping >= 0, "early_stopping", "must be >= 0"),
-            (0 <= self.augment_shift < 0.5, "augment_shift", "must be in [0, 0.5)"),
-            (0 <= self.augment_rotation <= 0.5, "augment_rotation", "must be in [0, 0.5]"),
-        ]
-        problems = [
-            ConfigError(f"{prefix}.{key}: {expected}, got {getattr(self, key)!r}")
-            for ok, key, expected in checks
-            if not ok
-        ]
+        """Every field's type and range; all mistakes in one ConfigError (the Python API gets them too)."""
+        problems = check_rules(self, prefix)
         if problems:
             raise ConfigError.several(problems)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], prefix: str = "train") -> TrainConfig:
         known = {f.name: f for f in fields(cls)}
-        problems = check_types(values, {name: f.type for name, f in known.items()}, prefix)
-        if problems:
-            raise ConfigError.several(problems)
+        problems = [
+            ConfigError(f"{prefix}.{key}: unknown key", f"known keys: {sorted(known)}")
+            for key in values
+            if key not in known
+        ]
         config = cls.__new__(cls)
         for name, f in known.items():
             setattr(config, name, values.get(name, f.default))
-        config.validate(prefix)
+        problems += check_rules(config, prefix)
+        if problems:
+            raise ConfigError.several(problems)
         return config
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def check_types(values: dict[str, Any], types: dict[str, str], prefix: str) -> list[ConfigError]:
-    """Unknown keys and values of the wrong type (``types``: key -> "int", "float", "bool" or "str")."""
-    problems = []
-    for key, value in values.items():
-        expected = types.get(key)
-        if expected is None:
-            problems.append(ConfigError(f"{prefix}.{key}: unknown key", f"known keys: {sorted(types)}"))
-        elif not _is_type(value, expected):
-            what = {"bool": "true or false", "int": "an integer", "float": "a finite number"}.get(
-                expected, "a string"
-            )
-            problems.append(ConfigError(f"{prefix}.{key}: must be {what}, got {value!r}"))
-    return problems
-
-
-def _is_type(value: Any, expected: str) -> bool:
+def is_type(value: Any, expected: str) -> bool:
+    """``value`` is of kind ``expected``; a huge int is a finite number (no float conversion to overflow)."""
     if expected == "bool":
         return isinstance(value, bool)
     if expected == "int":
         return isinstance(value, int) and not isinstance(value, bool)
     if expected == "float":
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if isinstance(value, bool):
+            return False
+        return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
     return isinstance(value, str)
+
 
 
 def default_finetune_train() -> TrainConfig:
@@ -105,31 +173,22 @@ def default_finetune_train() -> TrainConfig:
 class FinetuneConfig:
     """Fine-tuning after a compression stage, by default distilled from the model before the chain."""
 
-    epochs: int = 2
-    distill: bool = True
-    alpha: float = 0.5  # weight of the label loss; the distillation term gets 1 - alpha
+    epochs: int = setting(2, Rule("int", 0, MAX_EPOCHS))
+    distill: bool = setting(True, Rule("bool"))
+    alpha: float = setting(0.5, Rule("float", 0, 1))  # weight of the label loss; distillation gets 1 - alpha
     # Zoo teachers end in softmax and are confident: at T = 4 their clipped log-probabilities make the
     # soft targets mostly noise (p^(1/4) lifts 1e-7 to 0.02); T = 2 measured better on MNIST.
-    temperature: float = 2.0
-    keep_sparsity: bool = True  # re-apply the zeros of pruned kernels after every step
+    temperature: float = setting(2.0, Rule("float", 0, MAX_TEMPERATURE, lo_open=True))
+    keep_sparsity: bool = setting(True, Rule("bool"))  # re-apply the zeros of pruned kernels after every step
     train: TrainConfig = field(default_factory=default_finetune_train)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self, prefix: str = "finetune") -> None:
-        checks = [
-            (_is_type(self.epochs, "int") and self.epochs >= 0, "epochs", "an integer >= 0"),
-            (isinstance(self.distill, bool), "distill", "true or false"),
-            (_is_type(self.alpha, "float") and 0 <= self.alpha <= 1, "alpha", "a number in [0, 1]"),
-            (_is_type(self.temperature, "float") and self.temperature > 0, "temperature", "a number > 0"),
-            (isinstance(self.keep_sparsity, bool), "keep_sparsity", "true or false"),
-        ]
-        problems = [
-            ConfigError(f"{prefix}.{key}: must be {expected}, got {getattr(self, key)!r}")
-            for ok, key, expected in checks
-            if not ok
-        ]
+        problems = check_rules(self, prefix)
+        if not isinstance(self.train, TrainConfig):
+            problems.append(ConfigError(f"{prefix}.train: must be a TrainConfig, got {self.train!r}"))
         if problems:
             raise ConfigError.several(problems)
 
@@ -151,11 +210,7 @@ class FinetuneConfig:
         for f in fields(cls):
             if f.name != "train":
                 setattr(config, f.name, values.get(f.name, f.default))
-        problems: list[ConfigError] = []
-        try:
-            config.validate(prefix)
-        except ConfigError as exc:
-            problems += exc.problems
+        problems = check_rules(config, prefix)
         try:
             config.train = TrainConfig.from_dict(train_values, prefix)
         except ConfigError as exc:

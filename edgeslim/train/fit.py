@@ -15,7 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from edgeslim.data.dataset import Dataset
+from edgeslim.data.dataset import SPLITS, Dataset
 from edgeslim.errors import EdgeslimError
 from edgeslim.progress import ProgressReporter, reporter_for
 from edgeslim.tasks import get_task
@@ -30,7 +30,14 @@ class TrainResult:
 
 
 def check_compatible(model: keras.Model, dataset: Dataset) -> None:
-    """Fail with a clear message when the dataset's inputs, targets or classes do not fit the model."""
+    """Fail with a clear message when the dataset's inputs, targets or classes do not fit the model,
+    or a split it trains, validates or tests on holds no samples."""
+    empty = [split for split in SPLITS if dataset.size(split) == 0]
+    if empty:
+        raise EdgeslimError(
+            f"dataset {dataset.name!r} has no {' and no '.join(empty)} samples; training needs all three",
+            "give every split samples (a folder of images: DIR/<class>/ or DIR/{train,val,test}/<class>/)",
+        )
     _check_inputs(model, dataset)
     _check_outputs(model, dataset)
 
@@ -89,13 +96,12 @@ def _check_output(
     model: keras.Model, dataset: Dataset, shape: tuple[Any, ...], target: tuple[int, ...], name: str
 ) -> None:
     if dataset.task == "classification" and dataset.multi_output:
-        classes = int(np.max(dataset.y_train[name])) + 1 if len(dataset.y_train[name]) else 0
-        if not shape or shape[-1] is None or classes > int(shape[-1]):
+        if not shape or shape[-1] is None:
             raise EdgeslimError(
-                f"model {model.name!r} output {name!r} has shape {shape} but its labels go up to "
-                f"{classes - 1}",
+                f"model {model.name!r} output {name!r} has shape {shape}, not one unit per class",
                 "give each classification output one unit per class",
             )
+        _check_labels(model, dataset, int(shape[-1]), name)
         return
     if dataset.task == "classification":
         if shape[-1:] != (dataset.num_classes,):
@@ -104,6 +110,7 @@ def _check_output(
                 f"{dataset.name!r} has {dataset.num_classes} classes",
                 "use a model with one output per class",
             )
+        _check_labels(model, dataset, dataset.num_classes, name)
         return
     size = math.prod(int(d) for d in shape if d is not None) if None not in shape else None
     if size is not None and size != max(1, math.prod(target)):
@@ -113,6 +120,29 @@ def _check_output(
             "give the model an output shaped like the targets"
             + (" (an autoencoder reproduces its input)" if dataset.task == "reconstruction" else ""),
         )
+
+
+def _check_labels(model: keras.Model, dataset: Dataset, units: int, name: str) -> None:
+    """Every split's labels are class ids the output has a unit for: 0 <= label < units. A Dataset built
+    in Python skips the loaders' checks, and a label past the last unit would train on garbage."""
+    for split in SPLITS:
+        y = dataset.y(split)
+        labels = np.asarray(y[name] if isinstance(y, dict) else y)
+        key = f"y_{split}" + (f"_{name}" if isinstance(y, dict) else "")
+        if labels.dtype.kind not in "iu":
+            raise EdgeslimError(
+                f"dataset {dataset.name!r}: {key} is {labels.dtype}; a classifier's labels are integer "
+                "class ids",
+                "store integer class ids 0..K-1",
+            )
+        bad = np.flatnonzero((labels < 0) | (labels >= units))
+        if bad.size:
+            i = int(bad[0])
+            raise EdgeslimError(
+                f"dataset {dataset.name!r}: {key}[{i}] is label {int(labels[i])}, but model {model.name!r} "
+                f"output {name!r} has {units} units (classes 0..{units - 1})",
+                "use a model with one output unit per class, or data labelled 0..units-1",
+            )
 
 
 def outputs_probabilities(model: keras.Model) -> bool:

@@ -58,24 +58,26 @@ def train_to_dir(
     from edgeslim.analysis.keras_model import analyze_keras
     from edgeslim.data.anomaly import dataset_for_task
     from edgeslim.modelio import save_keras_model
+    from edgeslim.ownership import owned
     from edgeslim.train.fit import train_model
 
-    options = {"image_size": image_size, "color_mode": color_mode}  # the folder dataset's
-    data = load_dataset(dataset, data_dir, seed=config.seed, anomaly_class=anomaly_class, **options)
-    data = dataset_for_task(data, ZOO_TASKS.get(model))  # an autoencoder reconstructs labelled images
-    net = resolve_model(model, data, unsafe=unsafe, seed=config.seed)
-    result = train_model(net, data, config, progress=progress)
-    stats = analyze_keras(result.model)
-    metrics = {
-        **result.metrics,
-        "model": result.model.name,
-        "dataset": data.summary(),
-        "params": stats.total_params,
-        "macs": stats.total_macs,
-        "config": config.to_dict(),
-    }
-    out = Path(out)
-    model_path = save_keras_model(result.model, out / "model.keras")
-    write_json(out / "history.json", result.history)
-    write_json(out / "metrics.json", metrics)  # last: its presence means the folder is complete
-    return TrainRun(model_path=model_path, metrics=metrics, history=result.history)
+    own_model = model if Path(model).suffix in (".keras", ".h5") else None
+    with owned(out, "train", inputs=[own_model, data_dir]) as out:  # never over the user's model or data
+        options = {"image_size": image_size, "color_mode": color_mode}  # the folder dataset's
+        data = load_dataset(dataset, data_dir, seed=config.seed, anomaly_class=anomaly_class, **options)
+        data = dataset_for_task(data, ZOO_TASKS.get(model))  # an autoencoder reconstructs labelled images
+        net = resolve_model(model, data, unsafe=unsafe, seed=config.seed)
+        result = train_model(net, data, config, progress=progress)
+        stats = analyze_keras(result.model)
+        metrics = {
+            **result.metrics,
+            "model": result.model.name,
+            "dataset": data.summary(),
+            "params": stats.total_params,
+            "macs": stats.total_macs,
+            "config": config.to_dict(),
+        }
+        model_path = save_keras_model(result.model, out / "model.keras")
+        write_json(out / "history.json", result.history)
+        write_json(out / "metrics.json", metrics)  # last: its presence means the folder is complete
+        return TrainRun(model_path=model_path, metrics=metrics, history=result.history)

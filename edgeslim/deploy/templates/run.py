@@ -41,9 +41,13 @@ def open_model() -> RuntimeModel:
     return load(MODEL)
 
 
+DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # Pillow's modes of 16-bit greyscale PNGs
+
+
 def model_input(path: Path, shape: list[int], prep: dict[str, float]) -> np.ndarray:
     """A .npy holds raw sensor values: the sidecar's preprocessing maps them. An image holds 8-bit pixels:
-    they are mapped as `edgeslim eval --dataset folder` maps them (resized bilinearly, pixel / 255)."""
+    they are mapped as `edgeslim eval --dataset folder` maps them (resized bilinearly, pixel / 255, or
+    / 65535 for a 16-bit PNG)."""
     if path.suffix == ".npy":
         try:
             raw = np.load(path, allow_pickle=False).astype(np.float32)
@@ -56,10 +60,13 @@ def model_input(path: Path, shape: list[int], prep: dict[str, float]) -> np.ndar
         mode = "L" if shape[-1] == 1 else "RGB"
         try:
             with Image.open(path) as image:
-                image = image.convert(mode).resize((shape[2], shape[1]), Image.Resampling.BILINEAR)
+                deep = mode == "L" and image.mode in DEEP_MODES  # 16-bit grey: "L" would clip it to 255
+                image = image.convert("I" if deep else mode)
+                image = image.resize((shape[2], shape[1]), Image.Resampling.BILINEAR)
         except (OSError, ValueError, SyntaxError) as exc:
             sys.exit(f"error: {path}: not a readable image ({exc})")
-        x = IMAGE_PREPROCESSING.apply(np.asarray(image))
+        pixels = np.asarray(image)
+        x = pixels.astype(np.float32) / 65535 if deep else IMAGE_PREPROCESSING.apply(pixels)
     sample_shape = tuple(shape[1:])
     if x.shape == sample_shape or x.reshape(-1).size == int(np.prod(sample_shape)):
         return x.reshape((1, *sample_shape))

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeslim.errors import EdgeslimError
+from edgeslim.errors import EdgeslimError, MissingTool
 from edgeslim.export.firmware.toolchain import (
     APT_HINT,
     Toolchain,
@@ -140,10 +140,10 @@ def ensure_library(cpu: str, jobs: int = 2, log: Callable[[str], None] | None = 
     """The library for ``cpu``, built first if the cache has none (minutes; once per key)."""
     toolchain, reason = find_toolchain()
     if toolchain is None:
-        raise EdgeslimError(reason, APT_HINT)
+        raise MissingTool(reason, APT_HINT)
     sources = find_sources()
     if sources is None:
-        raise EdgeslimError(sources_reason(), "or run from a checkout with ../shared/vendor/tflm")
+        raise MissingTool(sources_reason(), "or run from a checkout with ../shared/vendor/tflm")
     listed = _archives(sources)
     key = library_key(listed, cpu, toolchain)
     root = cache_root() / key
@@ -183,10 +183,10 @@ def _build(
     log: Callable[[str], None],
 ) -> None:
     if shutil.which("make") is None:
-        raise EdgeslimError("building TFLite Micro needs make", "apt-get install make")
+        raise MissingTool("building TFLite Micro needs make", "apt-get install make")
     python = python_with_pillow_and_numpy()
     if python is None:
-        raise EdgeslimError(
+        raise MissingTool(
             "building TFLite Micro needs a python3 with Pillow and numpy (its Makefile runs scripts)",
             "apt-get install python3-pil python3-numpy, or pip install pillow numpy",
         )
@@ -279,7 +279,7 @@ def _apply_patch(folder: Path, patch: Path) -> None:
     elif shutil.which("patch") is not None:
         env, cmd = dict(os.environ), ["patch", "-p1", "--ignore-whitespace", "-i", str(patch)]
     else:
-        raise EdgeslimError("applying TFLite Micro's patches needs git or patch", "apt-get install git")
+        raise MissingTool("applying TFLite Micro's patches needs git or patch", "apt-get install git")
     done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise EdgeslimError(f"patching {folder.name} with {patch.name} failed: {done.stderr.strip()[:300]}")

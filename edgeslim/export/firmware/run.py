@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeslim.errors import EdgeslimError
+from edgeslim.errors import EdgeslimError, MissingTool
 from edgeslim.export.firmware.builder import (
     COMMON_FLAGS,
     FirmwareBuilder,
@@ -84,7 +84,7 @@ def run_firmware(
     machine = resolve_machine(board)
     ok, reason = firmware_available(machine.name)
     if not ok:
-        raise EdgeslimError(f"cannot build the firmware for {machine.name}: {reason}", APT_HINT)
+        raise MissingTool(f"cannot build the firmware for {machine.name}: {reason}", APT_HINT)
     if isinstance(tflite, str | Path) and not Path(tflite).is_file():
         raise EdgeslimError(f"{tflite}: no such .tflite file", "export the model with --target mcu first")
     data = Path(tflite).read_bytes() if isinstance(tflite, str | Path) else bytes(tflite)
