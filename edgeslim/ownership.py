@@ -126,10 +126,21 @@ def owned(out: str | os.PathLike[str], kind: str, **checks: Any) -> Iterator[Pat
     try:
         with locked(path):
             yield path
-    except BaseException:
+    except BaseException as exc:
         if created:  # a folder this command made and left with nothing in it: gone, as if never made
-            for name in (MARK, LOCK_NAME):
-                (path / name).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                path.rmdir()  # only when empty: anything written there stays
+            # A user's mistake is said on the terminal; a bug's log stays for the report it asks for.
+            _remove_if_bare(path, LOCK_NAME, keep_log=not isinstance(exc, EdgeslimError | OSError))
         raise
+
+
+def _remove_if_bare(path: Path, lock_name: str, keep_log: bool) -> None:
+    log = path / "logs" / "edgeslim.log"
+    ours = {path / MARK, path / lock_name, *([] if keep_log else [log])}
+    if any(p not in ours for p in path.rglob("*") if p.is_file() or p.is_symlink()):
+        return  # something was written there: it stays, and so does the marker that owns it
+    for p in ours:
+        p.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (path / "logs").rmdir()
+    with contextlib.suppress(OSError):
+        path.rmdir()

@@ -40,6 +40,7 @@ def _fail_required_skip(report) -> None:
     report.outcome = "failed"
     report.longrepr = f"skipped, but EDGESLIM_REQUIRE=all demands it run here: {reason}"
 
+
 REPO = Path(__file__).resolve().parent.parent
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 

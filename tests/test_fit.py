@@ -1,14 +1,20 @@
 """`edgeslim fit`: budgets, the cost model against built models, selection, statistics, and the search
-end to end on the digits (in-process, in a pipeline, and on a real local Ray cluster)."""
+end to end on the digits (in-process, in a pipeline, and on a real Ray cluster this test starts and
+stops by itself)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -190,10 +196,81 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _processes_mentioning(marker: str) -> list[int]:
+    """The live processes (zombies aside) whose command line mentions ``marker``."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            if marker.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+    return pids
+
+
 # The cluster and its client share a token, as Ray (>= 2.52) documents; older Rays ignore both. Ray
 # joins an explicit address with token authentication only under RAY_AUTH_MODE=token, read when Ray
 # starts up in a process, so the fit runs as its own process, as a user on the cluster would run it.
 RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "edgeslim-test-" + "0" * 32}
+
+
+@contextlib.contextmanager
+def _ray_cluster(cpus: int = 2):
+    """A Ray head of this test's own: its own temporary folder and ports, in its own process group, so
+    that stopping it touches nobody else's Ray (never `ray stop`, which stops every Ray on the machine)."""
+    ray_cli = Path(sys.executable).parent / "ray"
+    if not ray_cli.is_file():
+        pytest.skip("no ray command beside this Python")
+    temp = tempfile.mkdtemp(prefix="es-cluster-", dir="/tmp")  # short: Ray's Unix socket paths
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | RAY_ENV
+    log = open(Path(temp) / "ray-start.log", "w+")  # noqa: SIM115 - closed below
+    head = subprocess.Popen(
+        [
+            str(ray_cli),
+            "start",
+            "--head",
+            "--block",
+            f"--temp-dir={temp}",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={cpus}",
+            "--include-dashboard=false",
+            f"--dashboard-port={_free_port()}",
+            f"--ray-client-server-port={_free_port()}",
+            f"--dashboard-agent-listen-port={_free_port()}",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300  # a busy machine starts Ray slowly
+        while head.poll() is None and time.monotonic() < deadline:
+            if "Ray runtime started" in Path(log.name).read_text(errors="replace"):
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=5):
+                    break
+            time.sleep(1)
+        else:
+            pytest.fail(f"ray start did not come up:\n{Path(log.name).read_text(errors='replace')[-3000:]}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, sig)
+            deadline = time.monotonic() + wait
+            while _processes_mentioning(temp) and time.monotonic() < deadline:
+                time.sleep(0.5)
+        for pid in _processes_mentioning(temp):  # any that left the process group
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        head.wait(30)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _fit_in_subprocess(model_path: Path, out: Path, *extra: str) -> dict:
@@ -201,41 +278,21 @@ def _fit_in_subprocess(model_path: Path, out: Path, *extra: str) -> dict:
     args = ["fit", str(model_path), "--out", str(out), "--max-flash", "24KB", "--max-trials", "2"]
     args += ["--finetune-epochs", "3", "--quiet", *extra]
     done = subprocess.run(
-        [sys.executable, "-m", "edgeslim", *args], env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "edgeslim", *args], env=env, capture_output=True, text=True, timeout=1200
     )
-    assert done.returncode in (0, 1), done.stderr[-2000:]
+    assert done.returncode in (0, 1), f"fit exited {done.returncode}:\n{done.stderr[-3000:]}"
+    assert (out / "fit.json").is_file(), (
+        f"fit exited {done.returncode} without fit.json:\n{done.stderr[-3000:]}"
+    )
     return json.loads((out / "fit.json").read_text())
 
 
 def test_ray_cluster_gives_the_in_process_plan(fit_run, digits_model_path, tmp_path, monkeypatch):
     pytest.importorskip("ray", reason="the scale extra (ray) is not installed")
     monkeypatch.setenv("EDGESLIM_FIT_CACHE", str(tmp_path / "cache"))  # the sensitivity is computed on Ray
-    ray_cli = Path(sys.executable).parent / "ray"
-    if not ray_cli.is_file():
-        pytest.skip("no ray command beside this Python")
-    port = _free_port()
-    started = subprocess.run(
-        [
-            str(ray_cli),
-            "start",
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={port}",
-            "--num-cpus=2",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],  # fmt: skip
-        env=dict(os.environ, **RAY_ENV),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert started.returncode == 0, started.stderr[-2000:]
-    try:
-        _, _, local = fit_run
-        remote = _fit_in_subprocess(digits_model_path, tmp_path / "ray", "--ray-address", f"127.0.0.1:{port}")
-    finally:
-        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120)
-    assert remote["executor"]["kind"] == "ray" and remote["executor"]["workers"] == 2
+    _, _, local = fit_run
+    with _ray_cluster(cpus=2) as address:
+        remote = _fit_in_subprocess(digits_model_path, tmp_path / "ray", "--ray-address", address)
+    assert remote["executor"]["kind"] == "ray" and remote["executor"]["workers"] == 2, remote["executor"]
     assert remote["sensitivity"]["accuracy"] == local["sensitivity"]["accuracy"]
     assert [t["plan"] for t in remote["trials"]][:1] == [t["plan"] for t in local["trials"]][:1]

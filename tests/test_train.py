@@ -157,6 +157,7 @@ def test_zoo_models_that_need_adam_get_it_unless_told_otherwise():
 
     assert zoo_optimizer("lstm_rows", None) == {"optimizer": "adam", "learning_rate": 0.005}
     assert zoo_optimizer("lstm_rows", "nesterov") == {} and zoo_optimizer("lenet5", None) == {}
+
     def train(section: str) -> dict:
         return load_config(overrides=["model=lstm_rows", f"train={section}"]).train
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import typer
 
-from edgeslim.cli.app import app, command_scope, console
+from edgeslim.cli.app import app, command_scope, console, held
 from edgeslim.cli.logs import captured_output, log_path
 from edgeslim.errors import EdgeslimError
 
@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in args if not a.startswith("-")), "")
     if not args or "--help" in args:  # typer prints the help itself, to stdout: nothing to capture
         return _run(args)
-    # The scope outlives the log capture: the folder's lock is released after its log is closed.
-    with _terminate_as_interrupt(), command_scope(), captured_output(command, verbose=verbose):
+    # SIGTERM becomes KeyboardInterrupt; the library chatter goes to the log (RUN/logs once moved there).
+    with _terminate_as_interrupt(), captured_output(command, verbose=verbose):
         return _run(args)
 
 
@@ -88,12 +88,14 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 def _run(args: list[str]) -> int:
     try:
-        code = app(args=args, standalone_mode=False, prog_name="edgeslim")
+        with command_scope():  # the folders a command holds are released (or removed, if bare) here
+            code = app(args=args, standalone_mode=False, prog_name="edgeslim")
     except OSError as exc:
         if exc.errno not in FILESYSTEM_HINTS:
             _report_bug()
             return 1
-        where = exc.filename if exc.filename is not None else "a file"
+        # Some writers (zip, HDF5) raise without a file name: the folder being written is the place.
+        where = exc.filename if exc.filename is not None else (f"writing {held[-1]}" if held else "a file")
         _error_line(f"{where}: {exc.strerror or os.strerror(exc.errno)}; fix: {FILESYSTEM_HINTS[exc.errno]}")
         return 2
     except EdgeslimError as exc:

@@ -44,6 +44,7 @@ def stdout_console() -> Console:
 
 # The folders the running command owns stay locked until the command ends (main() closes this).
 _scopes: list[contextlib.ExitStack] = []
+held: list[Path] = []  # the folders the last command claimed: where a nameless write error happened
 
 
 def hold_folder(out: Path, kind: str, **checks: Any) -> Path:
@@ -51,6 +52,7 @@ def hold_folder(out: Path, kind: str, **checks: Any) -> Path:
     from edgeslim.ownership import owned
 
     manager = owned(out, kind, **checks)
+    held.append(Path(out))
     if not _scopes:  # called outside main() (an embedding program): held until the process ends
         return manager.__enter__()
     return _scopes[-1].enter_context(manager)
@@ -58,6 +60,7 @@ def hold_folder(out: Path, kind: str, **checks: Any) -> Path:
 
 @contextlib.contextmanager
 def command_scope() -> Iterator[None]:
+    held.clear()
     with contextlib.ExitStack() as scope:
         _scopes.append(scope)
         try:

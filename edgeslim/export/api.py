@@ -86,14 +86,14 @@ def export_model(
         raise EdgeslimError(
             f"firmware applies to target mcu, not {target}", "drop --firmware or use --target mcu"
         )
-    for name, value, most in (
+    for option, value, most in (
         ("firmware_samples", firmware_samples, 10_000),
         ("calib_samples", calib_samples, 100_000),
         ("verify_samples", verify_samples, 10_000_000),
     ):
         bad_type = isinstance(value, bool) or not isinstance(value, int)
         if value is not None and (bad_type or not 1 <= value <= most):
-            raise EdgeslimError(f"{name} must be an integer from 1 to {most:,}, got {value}")
+            raise EdgeslimError(f"{option} must be an integer from 1 to {most:,}, got {value}")
     source = _source(model, source_path)
     saved = _saved_recipe(model, source_path) if quant is None else None
     if isinstance(model, str | Path):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -127,8 +128,13 @@ def unanswered(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> str | 
     return "it answers, but not as a Ray cluster's GCS port (gRPC)"
 
 
-def _init_in_thread(ray: Any, kwargs: dict[str, Any], timeout: float, where: str) -> None:
-    """``ray.init(**kwargs)`` with a deadline, waited for in slices so that signals are handled here."""
+def _init_in_thread(
+    ray: Any, kwargs: dict[str, Any], timeout: float, where: str, hold: threading.Event
+) -> None:
+    """``ray.init(**kwargs)`` with a deadline, waited for in slices so that signals are handled here.
+
+    The thread then stays until ``hold`` is set (at close): Ray starts a local cluster's processes
+    with ``PR_SET_PDEATHSIG``, which kills them when the thread that started them ends."""
     outcome: dict[str, BaseException | None] = {}
 
     def init() -> None:
@@ -137,11 +143,13 @@ def _init_in_thread(ray: Any, kwargs: dict[str, Any], timeout: float, where: str
             outcome["error"] = None
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which decides
             outcome["error"] = exc
+            return
+        hold.wait()
 
     thread = threading.Thread(target=init, name="edgeslim-ray-init", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
-    while thread.is_alive() and time.monotonic() < deadline:
+    while "error" not in outcome and thread.is_alive() and time.monotonic() < deadline:
         thread.join(POLL_S)
     if "error" not in outcome:
         raise EdgeslimError(
@@ -152,7 +160,7 @@ def _init_in_thread(ray: Any, kwargs: dict[str, Any], timeout: float, where: str
     error = outcome["error"]
     if error is None:
         return
-    if isinstance(error, (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError)):
+    if isinstance(error, (OSError, ValueError, RuntimeError, ray.exceptions.RayError)):
         first = (str(error).splitlines() or [type(error).__name__])[0][:200]
         raise EdgeslimError(
             f"could not start or join {where}: {first}",
@@ -163,11 +171,20 @@ def _init_in_thread(ray: Any, kwargs: dict[str, Any], timeout: float, where: str
     raise error
 
 
+def _restore_sigterm() -> None:
+    """Give SIGTERM back to Python's handler (the CLI turns it into KeyboardInterrupt). Ray's core
+    worker installs a C-level failure handler for it, which logs a stack and arms a 3 s alarm that
+    aborts the process (exit -6) while the fit is still stopping Ray and writing fit.json."""
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
+
+
 def _private_temp_dir() -> Path:
     """A fresh folder for the private Ray's session. Ray's sockets live in it, and a Unix socket path
     is at most 107 bytes, so a long $TMPDIR falls back to /tmp."""
     base = tempfile.gettempdir()
-    if len(base) > 40:
+    if len(base) > 20:  # + /edgeslim-ray-XXXXXXXX/session_<date>_<time>_<pid>/sockets/plasma_store
         base = "/tmp"
     return Path(tempfile.mkdtemp(prefix="edgeslim-ray-", dir=base))
 
@@ -179,6 +196,7 @@ class RayExecutor:
         check_executor(workers, address)
         self.temp_dir: Path | None = None
         self.address = address
+        self._hold = threading.Event()  # keeps the thread that started Ray alive until close
         if address:
             host, port, _ = parse_address(address)
             probe(host, port)
@@ -194,7 +212,7 @@ class RayExecutor:
             raise EdgeslimError("Ray is already initialized in this process", "call ray.shutdown() first")
         if address:
             kwargs: dict[str, Any] = {"address": address.strip(), "log_to_driver": False}
-            _init_in_thread(ray, kwargs, CONNECT_TIMEOUT_S, f"the Ray cluster at {address}")
+            _init_in_thread(ray, kwargs, CONNECT_TIMEOUT_S, f"the Ray cluster at {address}", self._hold)
         else:
             self.temp_dir = _private_temp_dir()
             kwargs = {
@@ -205,10 +223,11 @@ class RayExecutor:
                 "_temp_dir": str(self.temp_dir),
             }
             try:
-                _init_in_thread(ray, kwargs, LOCAL_START_TIMEOUT_S, "a private local Ray")
+                _init_in_thread(ray, kwargs, LOCAL_START_TIMEOUT_S, "a private local Ray", self._hold)
             except BaseException:
                 self.close()
                 raise
+        _restore_sigterm()
         try:
             self.workers = int(ray.cluster_resources().get("CPU", workers or 1))
         except BaseException:
@@ -282,6 +301,7 @@ class RayExecutor:
             if self.ray.is_initialized():
                 self.ray.shutdown()
         finally:
+            self._hold.set()
             if self.temp_dir is not None:
                 shutil.rmtree(self.temp_dir, ignore_errors=True)
                 self.temp_dir = None

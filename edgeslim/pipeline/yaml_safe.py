@@ -76,7 +76,8 @@ class _BoundedLoader(yaml.SafeLoader):
         for key_node, value_node in node.value:
             if key_node.tag == MERGE_TAG:
                 raise self.refuse(
-                    key_node.start_mark, "merge key << refused: a config may not use merge keys",
+                    key_node.start_mark,
+                    "merge key << refused: a config may not use merge keys",
                     "write the keys out",
                 )
             key = self.construct_object(key_node, deep=deep)

@@ -163,7 +163,6 @@ def is_type(value: Any, expected: str) -> bool:
     return isinstance(value, str)
 
 
-
 def default_finetune_train() -> TrainConfig:
     # Fine-tuning starts from a good model: a small Adam step that decays to zero keeps what it knows.
     return TrainConfig(epochs=1, batch_size=64, optimizer="adam", learning_rate=5e-4, schedule="cosine")

@@ -64,8 +64,10 @@ class FirmwareBuilder:
     """Compiles the objects once in ``folder``; ``link`` can then be called for several arena sizes."""
 
     def __init__(self, toolchain: Toolchain, library: TflmLibrary, machine: Machine, folder: Path) -> None:
-        self.toolchain, self.library, self.machine, self.folder = toolchain, library, machine, folder
-        self.harness = folder / "harness"
+        # Absolute paths: the compiler runs in ``folder``, so a relative -I (from a relative --out) breaks.
+        self.toolchain, self.library, self.machine = toolchain, library, machine
+        self.folder = folder.resolve()
+        self.harness = self.folder / "harness"
         self.harness.mkdir(parents=True, exist_ok=True)
         source = resources.files("edgeslim.export.firmware") / "harness"
         for name in HARNESS_FILES:
@@ -77,14 +79,18 @@ class FirmwareBuilder:
 
     def includes(self, package_dir: Path) -> list[str]:
         # The library's headers as system headers: their own warnings are not the package's.
-        return [f"-I{package_dir}", f"-I{self.harness}", *(f"-isystem{d}" for d in self.library.include_dirs)]
+        return [
+            f"-I{package_dir.resolve()}",
+            f"-I{self.harness}",
+            *(f"-isystem{d}" for d in self.library.include_dirs),
+        ]
 
     def compile(self, package_dir: Path, jobs: int = 2) -> list[Path]:
         """startup.o, main.o and model_data.o, ``jobs`` at a time (the arena is compiled per link)."""
         units = [
             (self.toolchain.gcc, self.harness / "startup.c", ["-std=c11"]),
             (self.toolchain.gxx, self.harness / "main.cc", CXX_FLAGS),
-            (self.toolchain.gxx, package_dir / "model_data.cc", CXX_FLAGS),
+            (self.toolchain.gxx, package_dir.resolve() / "model_data.cc", CXX_FLAGS),
         ]
         commands = [
             [compiler, *self.flags, *extra, *self.includes(package_dir), "-c", str(source), "-o", str(obj)]
