@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import free_port, processes_mentioning
 
 from edgeslim.analysis.keras_model import analyze_keras
 from edgeslim.cli import main
@@ -190,26 +191,6 @@ def test_a_pipeline_fit_section_replaces_the_compress_list(digits_model_path, tm
     assert (tmp_path / "run" / "01-fit" / "search" / "fit.json").is_file()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _processes_mentioning(marker: str) -> list[int]:
-    """The live processes (zombies aside) whose command line mentions ``marker``."""
-    pids = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            if marker.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-    return pids
-
-
 # The cluster and its client share a token, as Ray (>= 2.52) documents; older Rays ignore both. Ray
 # joins an explicit address with token authentication only under RAY_AUTH_MODE=token, read when Ray
 # starts up in a process, so the fit runs as its own process, as a user on the cluster would run it.
@@ -224,7 +205,7 @@ def _ray_cluster(cpus: int = 2):
     if not ray_cli.is_file():
         pytest.skip("no ray command beside this Python")
     temp = tempfile.mkdtemp(prefix="es-cluster-", dir="/tmp")  # short: Ray's Unix socket paths
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | RAY_ENV
     log = open(Path(temp) / "ray-start.log", "w+")  # noqa: SIM115 - closed below
     head = subprocess.Popen(
@@ -238,9 +219,9 @@ def _ray_cluster(cpus: int = 2):
             "--node-ip-address=127.0.0.1",
             f"--num-cpus={cpus}",
             "--include-dashboard=false",
-            f"--dashboard-port={_free_port()}",
-            f"--ray-client-server-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-port={free_port()}",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
             "--disable-usage-stats",
         ],
         env=env,
@@ -263,9 +244,9 @@ def _ray_cluster(cpus: int = 2):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(head.pid, sig)
             deadline = time.monotonic() + wait
-            while _processes_mentioning(temp) and time.monotonic() < deadline:
+            while processes_mentioning(temp) and time.monotonic() < deadline:
                 time.sleep(0.5)
-        for pid in _processes_mentioning(temp):  # any that left the process group
+        for pid in processes_mentioning(temp):  # any that left the process group
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         head.wait(30)

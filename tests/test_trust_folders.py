@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -340,3 +341,25 @@ def test_the_report_reads_no_step_folder_outside_the_run(run_copy, tmp_path):
     done = run_cli("report", str(run_copy), "--json", "--no-plots")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "outside" not in {stage["name"] for stage in json.loads(done.stdout)["stages"]}
+
+
+def test_sigterm_stops_a_pipeline_cleanly_and_frees_its_folder(tmp_path):
+    import fcntl
+    import signal
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeslim", "pipeline", "--out", str(run), "--epochs", "200"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in proc.stderr:  # wait until training is under way
+        if "train: running" in line:
+            break
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    assert not (run / "00-train" / "step.json").exists()  # nothing marked done: a rerun trains again
+    with open(run / ".edgeslim.lock") as handle:  # the lock died with the command
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

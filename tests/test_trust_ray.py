@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import free_port, processes_mentioning
 
 from edgeslim.cli import main
 
@@ -28,38 +29,17 @@ pytest.importorskip("ray", reason="the scale extra (ray) is not installed")
 FIT = ["--max-flash", "24KB", "--max-trials", "1", "--finetune-epochs", "1"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _processes_mentioning(marker: str) -> list[str]:
-    """Command lines of the live processes (zombies aside) that mention ``marker``."""
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        if marker in line:
-            found.append(f"{entry.name}: {line[:200]}")
-    return found
-
-
 def _kill_mentioning(marker: str) -> None:
-    for line in _processes_mentioning(marker):
+    for pid in processes_mentioning(marker):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
 
 
 def _wait_until_gone(marker: str, seconds: float) -> list[str]:
     deadline = time.monotonic() + seconds
-    while (left := _processes_mentioning(marker)) and time.monotonic() < deadline:
+    while (left := processes_mentioning(marker)) and time.monotonic() < deadline:
         time.sleep(0.5)
-    return left
+    return [f"{pid}: {line}" for pid, line in left.items()]
 
 
 class Listener:
@@ -105,7 +85,7 @@ def test_an_address_where_no_ray_answers_exits_2_within_30_s(digits_model_path, 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(4)  # connections complete in the backlog, and nobody ever answers them
-    port = silent.getsockname()[1] if answer == "silent" else _free_port()
+    port = silent.getsockname()[1] if answer == "silent" else free_port()
     try:
         code, err, seconds = _edgeslim(
             "fit", str(digits_model_path), "--out", str(tmp_path / "run"), *FIT,
@@ -168,7 +148,7 @@ def ray_fit(digits_model_path, tmp_path_factory):
                 break
             seen.append(line)
         assert any(line.startswith("trials ") for line in seen), "no trial started:\n" + "".join(seen[-40:])
-        assert _processes_mentioning(private_tmp), "the fit's Ray is not running in its private folder"
+        assert processes_mentioning(private_tmp), "the fit's Ray is not running in its private folder"
         fit.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         try:

@@ -35,6 +35,7 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module)
 
 VERBOSE_FLAGS = ("--verbose", "-v")
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,15 +106,14 @@ def _run(args: list[str]) -> int:
     except typer.TyperException as exc:  # click's usage errors: unknown option, missing argument, bad value
         _usage_error(exc)
         return 0 if type(exc).__name__ == "NoArgsIsHelpError" else int(getattr(exc, "exit_code", 2))
-    except typer.Abort:  # click turns Ctrl-C (and so SIGTERM) inside a command into Abort
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C, or SIGTERM, outside typer's own catch
         console.print("interrupted")
-        return 130
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        return 130
+        return INTERRUPTED
     except Exception:  # noqa: BLE001 - not a user mistake: a bug of ours, shown in full and to be reported
         _report_bug()
         return 1
+    if code == INTERRUPTED:  # typer turns a KeyboardInterrupt inside a command into exit code 130
+        console.print("interrupted")
     return int(code) if isinstance(code, int) else 0
 
 

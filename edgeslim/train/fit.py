@@ -125,24 +125,13 @@ def _check_output(
 def _check_labels(model: keras.Model, dataset: Dataset, units: int, name: str) -> None:
     """Every split's labels are class ids the output has a unit for: 0 <= label < units. A Dataset built
     in Python skips the loaders' checks, and a label past the last unit would train on garbage."""
+    from edgeslim.data.validate import Column, check_labels
+
+    source = f"dataset {dataset.name!r} for model {model.name!r} (output {name!r} has {units} units)"
     for split in SPLITS:
         y = dataset.y(split)
-        labels = np.asarray(y[name] if isinstance(y, dict) else y)
         key = f"y_{split}" + (f"_{name}" if isinstance(y, dict) else "")
-        if labels.dtype.kind not in "iu":
-            raise EdgeslimError(
-                f"dataset {dataset.name!r}: {key} is {labels.dtype}; a classifier's labels are integer "
-                "class ids",
-                "store integer class ids 0..K-1",
-            )
-        bad = np.flatnonzero((labels < 0) | (labels >= units))
-        if bad.size:
-            i = int(bad[0])
-            raise EdgeslimError(
-                f"dataset {dataset.name!r}: {key}[{i}] is label {int(labels[i])}, but model {model.name!r} "
-                f"output {name!r} has {units} units (classes 0..{units - 1})",
-                "use a model with one output unit per class, or data labelled 0..units-1",
-            )
+        check_labels(source, Column(key, np.asarray(y[name] if isinstance(y, dict) else y)), classes=units)
 
 
 def outputs_probabilities(model: keras.Model) -> bool:
