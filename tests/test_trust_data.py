@@ -337,3 +337,13 @@ def test_check_compatible_holds_labels_to_the_model_outputs(digits):
     )
     with pytest.raises(EdgeslimError, match="has no val samples"):
         check_compatible(model, empty)
+
+
+def test_one_hot_labels_are_refused_with_the_fix(arrays, tmp_path):
+    one_hot = {k: (np.eye(10)[v] if k.startswith("y") else v) for k, v in arrays.items()}
+    _refused(_npz(tmp_path / "onehot.npz", **one_hot), "y_train is one-hot", r"3|10 columns")
+
+
+def test_object_arrays_are_refused_without_unpickling(arrays, tmp_path):
+    objects = dict(arrays, x_train=np.array([{"a": 1}] * len(arrays["y_train"]), dtype=object))
+    _refused(_npz(tmp_path / "objects.npz", **objects), "x_train", "Python objects")

@@ -128,8 +128,19 @@ def _task(arrays: dict[str, np.ndarray], ys: dict[str, Arrays | None], path: Pat
     train = ys["train"]
     if train is None:
         return "reconstruction"
-    first = next(iter(train.values())) if isinstance(train, dict) else train
-    return "classification" if np.issubdtype(np.asarray(first).dtype, np.integer) else "regression"
+    first = np.asarray(next(iter(train.values())) if isinstance(train, dict) else train)
+    if _one_hot(first):  # float rows of one 1 and 0s elsewhere: labels, not regression targets
+        raise EdgeslimError(
+            f"{path}: y_train is one-hot encoded ({first.shape[1]} columns of 0 and 1, one 1 per row)",
+            "store class ids instead: y_train = y_train.argmax(axis=1) (and the same for val and test)",
+        )
+    return "classification" if np.issubdtype(first.dtype, np.integer) else "regression"
+
+
+def _one_hot(y: np.ndarray) -> bool:
+    if y.ndim != 2 or y.shape[1] < 2 or not len(y) or y.dtype.kind not in "fiub":
+        return False
+    return bool(np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
 
 
 def _inputs(x: Arrays | None, path: Path, split: str) -> Arrays | None:

@@ -160,6 +160,8 @@ def check_npz_members(path: Path) -> None:
                         else np.lib.format.read_array_header_2_0  # 3.0 differs only in its text encoding
                     )
                     shape, _, dtype = read(stream)
+                    if dtype.hasobject:  # only a pickle can hold those, and a data file must not run code
+                        raise ValueError(f"{info.filename} holds Python objects (dtype {dtype})")
                 except ValueError as exc:  # not an .npy member, or a malformed header
                     raise EdgeslimError(
                         f"{path}: member {info.filename} is not a numpy array ({str(exc)[:120]})",
