@@ -1,5 +1,9 @@
 """Loading and saving Keras models: safe mode by default, atomic writes, errors that say what to do.
 
+``load_keras_model`` reads a Keras 3 ``.keras`` file, or a Keras 2 / tf.keras ``.h5`` file (translated
+by edgeslim.legacy_h5; what it translated is in ``load_notes(model)``). Any other format (a TensorFlow
+SavedModel folder, an exported .tflite, a PyTorch checkpoint) is refused with what to do instead.
+
 A model file can carry edgeslim's own metadata (the quantization recipe a quantize stage set) as an
 extra ``edgeslim.json`` entry in the ``.keras`` archive, so `edgeslim export` honours a recipe set
 by `edgeslim compress` without being told again. Keras ignores the entry.
@@ -21,19 +25,36 @@ if TYPE_CHECKING:
     from edgeslim.recipe import QuantRecipe
 
 METADATA_ENTRY = "edgeslim.json"
+LEGACY_SUFFIXES = (".h5", ".hdf5")  # Keras 2 / tf.keras HDF5 models, read by edgeslim.legacy_h5
+KERAS_SUFFIXES = (".keras", *LEGACY_SUFFIXES)  # what load_keras_model reads
+
+_SAVEDMODEL_HINT = (
+    "load it in tf.keras (tf_keras.models.load_model) and save it as .h5 or .keras, or convert it to "
+    ".tflite (tf.lite.TFLiteConverter.from_saved_model) and use edgeslim eval/inspect on that"
+)
 
 
 def load_keras_model(path: str | Path, unsafe: bool = False) -> keras.Model:
-    """Load a ``.keras`` file with ``safe_mode=True`` unless ``unsafe`` (the CLI's ``--unsafe-load``)."""
+    """Load a ``.keras`` or tf.keras ``.h5`` file with safe mode unless ``unsafe`` (``--unsafe-load``).
+
+    What an ``.h5`` needed translated for Keras 3 is in ``load_notes(model)``, one line each.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise _folder_error(path)
     if not path.is_file():
         raise EdgeslimError(
             f"{path}: no such model file", "check the path, or train one with `edgeslim train`"
         )
-    if path.suffix != ".keras":
-        raise EdgeslimError(
-            f"{path}: expected a Keras 3 '.keras' file", "re-save the model with model.save('m.keras')"
-        )
+    suffix = path.suffix.lower()
+    if suffix in LEGACY_SUFFIXES:
+        from edgeslim.legacy_h5 import load_h5_model
+
+        model, notes = load_h5_model(path, unsafe=unsafe)
+        model.loaded_notes = tuple(notes)
+        return model
+    if suffix != ".keras":
+        raise _format_error(path, suffix)
     if not zipfile.is_zipfile(path):
         raise EdgeslimError(
             f"{path}: not a valid .keras archive (corrupt or truncated)", "re-save or re-train it"
@@ -64,6 +85,42 @@ def load_keras_model(path: str | Path, unsafe: bool = False) -> keras.Model:
         raise EdgeslimError(
             f"{path}: corrupt .keras file ({type(exc).__name__}: {exc})", "re-save it"
         ) from None
+
+
+def load_notes(model: keras.Model) -> tuple[str, ...]:
+    """What loading translated (a tf.keras ``.h5``'s arguments Keras 3 refuses), one line each."""
+    return tuple(getattr(model, "loaded_notes", ()))
+
+
+def _folder_error(path: Path) -> EdgeslimError:
+    if (path / "saved_model.pb").is_file():
+        return EdgeslimError(
+            f"{path}: a TensorFlow SavedModel folder, which Keras 3 cannot load", _SAVEDMODEL_HINT
+        )
+    return EdgeslimError(f"{path}: a folder, not a model file", "pass the model file (.keras or .h5)")
+
+
+def _format_error(path: Path, suffix: str) -> EdgeslimError:
+    if suffix == ".pb":
+        return EdgeslimError(
+            f"{path}: a TensorFlow graph (a SavedModel's saved_model.pb), which Keras 3 cannot load",
+            _SAVEDMODEL_HINT,
+        )
+    if suffix in (".tflite", ".onnx"):
+        return EdgeslimError(
+            f"{path}: an exported {suffix} model; this command needs the Keras model it came from",
+            "pass the .keras or .h5 file, or use edgeslim eval/bench/inspect on the exported one",
+        )
+    if suffix in (".pt", ".pth", ".ckpt", ".safetensors", ".bin"):
+        return EdgeslimError(
+            f"{path}: not a Keras model ({suffix} is a PyTorch or checkpoint format)",
+            "rebuild the model in Keras and save it with model.save('m.keras'), or export it to .onnx "
+            "and use edgeslim eval/inspect on that",
+        )
+    return EdgeslimError(
+        f"{path}: unknown model type {suffix or '(none)'!r}",
+        "pass a Keras 3 '.keras' file or a tf.keras '.h5' file (model.save('m.keras') writes one)",
+    )
 
 
 def save_keras_model(model: keras.Model, path: str | Path, recipe: QuantRecipe | None = None) -> Path:

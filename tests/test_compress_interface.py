@@ -33,7 +33,7 @@ def test_registry_and_spec_parsing():
         ("prune:sparsity=-0.1", "prune.sparsity: must be in [0, 1)"),
         ("prune:mode=random", "prune.mode: must be one of"),
         ("prune:per_layer=dense1:1.5", "prune.per_layer"),
-        ("lowrank:rank=0", "lowrank.rank: must be a positive integer, got 0"),
+        ("lowrank:rank=0", "lowrank.rank: must be a positive integer <= 2147483647, got 0"),
         ("lowrank:rank=-3", "lowrank.rank: must be a positive integer"),
         ("lowrank:energy=1.5", "lowrank.energy: must be in (0, 1], got 1.5"),
         ("lowrank:rank=2,energy=0.9", "lowrank.energy: must be unset when rank is given"),

@@ -1,4 +1,9 @@
-"""`edgeslim inspect`: per-layer parameters, multiplications and sparsity (Keras), or ops (.tflite/.onnx)."""
+"""`edgeslim inspect`: per-layer parameters, multiplications and sparsity (Keras), or ops (.tflite/.onnx).
+
+A tf.keras ``.h5`` (and anything that is not .keras/.tflite/.onnx, a SavedModel folder among them) goes
+through the Keras loader, which translates the first and names what to do with the rest; what it
+translated is printed as ``note:`` lines (``notes`` in --json).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,38 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeslim.cli.app import app, console, print_json, stdout_console
+from edgeslim.cli.app import app, console, esc, print_json, stdout_console
 
 
 @app.command()
 def inspect(
-    model: Annotated[Path, typer.Argument(help="A .keras, .tflite or .onnx file.")],
+    model: Annotated[Path, typer.Argument(help="A .keras, tf.keras .h5, .tflite or .onnx file.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     unsafe_load: Annotated[
-        bool, typer.Option(help="Allow a .keras model that carries code (Lambda).")
+        bool, typer.Option(help="Allow a .keras/.h5 model that carries code (Lambda).")
     ] = False,
 ) -> None:
     """Show a model's layers: type, output shape, parameters, multiplications, sparsity, with totals."""
     from edgeslim.analysis.inspect import inspect_file
 
-    info = inspect_file(model, unsafe=unsafe_load)
+    if model.suffix.lower() in (".keras", ".tflite", ".onnx"):
+        info = inspect_file(model, unsafe=unsafe_load)
+    else:
+        info = _inspect_keras(model, unsafe_load)
     if json_output:
         print_json(info)
     elif info["format"] == "keras":
         _print_keras(info)
     else:
         _print_ops(info)
+
+
+def _inspect_keras(path: Path, unsafe: bool) -> dict[str, Any]:
+    from edgeslim.analysis.keras_model import analyze_keras
+    from edgeslim.modelio import load_keras_model, load_notes
+
+    model = load_keras_model(path, unsafe=unsafe)
+    return {**analyze_keras(model).to_dict(), "format": "keras", "notes": list(load_notes(model))}
 
 
 def _print_keras(info: dict[str, Any]) -> None:
@@ -51,6 +67,8 @@ def _print_keras(info: dict[str, Any]) -> None:
             f"{layer['sparsity']:.1%}",
         )
     stdout_console().print(table)
+    for note in info.get("notes", []):
+        console.print(f"note: {esc(note)}", highlight=False, soft_wrap=True)
 
 
 def _print_ops(info: dict[str, Any]) -> None:

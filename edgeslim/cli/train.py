@@ -61,6 +61,7 @@ def train(
 ) -> None:
     """Train a model and write RUN/model.keras, RUN/history.json and RUN/metrics.json."""
     from edgeslim.cli.logs import move_log
+    from edgeslim.modelio import KERAS_SUFFIXES
     from edgeslim.progress import RichReporter
     from edgeslim.train.config import TrainConfig
     from edgeslim.train.run import train_to_dir
@@ -80,7 +81,7 @@ def train(
         augment_flip=augment_flip,
         seed=seed,
     )
-    hold_folder(out, "train", inputs=[model if Path(model).suffix in (".keras", ".h5") else None, data_dir])
+    hold_folder(out, "train", inputs=[model if model.endswith(KERAS_SUFFIXES) else None, data_dir])
     move_log(out / "logs")
     run = train_to_dir(
         model,

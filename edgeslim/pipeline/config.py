@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.errors import ConfigError, EdgeslimError, Problems
+from edgeslim.modelio import KERAS_SUFFIXES
 from edgeslim.train.config import MAX_EPOCHS, MAX_SEED, Rule, is_type, shown
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
@@ -117,12 +118,12 @@ def absolutize_paths(raw: dict[str, Any], base_dir: Path) -> None:
     if isinstance(dataset, dict) and isinstance(dataset.get("data_dir"), str):
         dataset["data_dir"] = str(_resolve(dataset["data_dir"], base_dir))
     model = raw.get("model")
-    if isinstance(model, str) and model.endswith(".keras"):
+    if isinstance(model, str) and model.endswith(KERAS_SUFFIXES):
         raw["model"] = str(_resolve(model, base_dir))
     elif (
         isinstance(model, dict)
         and isinstance(model.get("source"), str)
-        and model["source"].endswith(".keras")
+        and model["source"].endswith(KERAS_SUFFIXES)
     ):
         model["source"] = str(_resolve(model["source"], base_dir))
     export = raw.get("export")
@@ -315,18 +316,19 @@ def _check_model(value: Any) -> tuple[str, bool]:
     if isinstance(value, dict):
         check_mapping(value, "model", {"source": str, "unsafe_load": bool})
         if "source" not in value:
-            raise ConfigError("model.source: missing", "give a zoo name or a .keras path")
+            raise ConfigError("model.source: missing", "give a zoo name or a .keras (or .h5) path")
         value, unsafe = value["source"], bool(value.get("unsafe_load", False))
     if not isinstance(value, str):
-        raise ConfigError(f"model: must be a zoo name or a .keras path, got {shown(value)}")
+        raise ConfigError(f"model: must be a zoo name or a .keras (or .h5) path, got {shown(value)}")
     if value in ZOO_NAMES:
         return value, unsafe
-    if value.endswith(".keras"):
+    if value.endswith(KERAS_SUFFIXES):
         if not Path(value).is_file():
-            raise ConfigError(f"model: {value}: no such .keras file", "check the path")
+            raise ConfigError(f"model: {value}: no such model file", "check the path")
         return value, unsafe
     raise ConfigError(
-        f"model: unknown model {shown(value)}", f"choose one of {sorted(ZOO_NAMES)} or a .keras path"
+        f"model: unknown model {shown(value)}",
+        f"choose one of {sorted(ZOO_NAMES)} or a .keras (or .h5) path",
     )
 
 
@@ -335,7 +337,7 @@ def _check_train(value: Any, model: str) -> dict[str, Any] | None:
     from edgeslim.train.zoo_names import zoo_optimizer
 
     if value is None:
-        if not model.endswith(".keras"):
+        if not model.endswith(KERAS_SUFFIXES):
             raise ConfigError(
                 "train: missing", f"model {model!r} is built untrained from the zoo, so it needs training"
             )

@@ -18,6 +18,7 @@ from typing import Any
 
 from edgeslim.atomic import sha256_file, write_json, write_text
 from edgeslim.errors import EdgeslimError, MissingTool
+from edgeslim.modelio import KERAS_SUFFIXES
 from edgeslim.pipeline.config import PipelineConfig
 from edgeslim.pipeline.rundir import StepOutcome, cached, close_step, open_step, step_key, write_manifest
 
@@ -72,7 +73,7 @@ def run_pipeline(
 
 def run_inputs(config: PipelineConfig) -> list[str]:
     """What a run reads from the user: a run folder never contains them (it would write over them)."""
-    model = [config.model] if Path(config.model).suffix in (".keras", ".h5") else []
+    model = [config.model] if config.model.endswith(KERAS_SUFFIXES) else []
     return model + ([config.dataset["data_dir"]] if config.dataset.get("data_dir") else [])
 
 
@@ -118,7 +119,7 @@ def _train_step(ctx: Context) -> tuple[Lazy, str]:
     config = ctx.config
     step_dir = ctx.run_dir / "00-train"
     model_path = step_dir / "model.keras"
-    source_hash = sha256_file(config.model) if config.model.endswith(".keras") else config.model
+    source_hash = sha256_file(config.model) if config.model.endswith(KERAS_SUFFIXES) else config.model
     key = step_key({"dataset": config.dataset, "model": source_hash, "train": config.train}, "")
     if _reuse(ctx, step_dir, key, MODEL_OUTPUTS, "train") is not None:
         return Lazy(lambda: _load(model_path)), key

@@ -9,6 +9,7 @@ from typing import Any
 from edgeslim.atomic import write_json
 from edgeslim.data import load_dataset
 from edgeslim.errors import EdgeslimError
+from edgeslim.modelio import KERAS_SUFFIXES
 from edgeslim.progress import ProgressReporter
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.zoo_names import ZOO_TASKS
@@ -28,12 +29,12 @@ def resolve_model(spec: str, dataset: Any, unsafe: bool = False, seed: int = 0):
 
     if spec in MODELS:
         return build_model(spec, dataset.input_shape, dataset.num_classes, seed=seed)
-    if spec.endswith(".keras") or "/" in spec or Path(spec).exists():
+    if spec.endswith(KERAS_SUFFIXES) or "/" in spec or Path(spec).exists():
         from edgeslim.modelio import load_keras_model
 
         return load_keras_model(spec, unsafe=unsafe)
     raise EdgeslimError(
-        f"unknown model {spec!r}", f"choose one of {sorted(MODELS)} or give a path to a .keras file"
+        f"unknown model {spec!r}", f"choose one of {sorted(MODELS)} or give a path to a .keras (or .h5) file"
     )
 
 
@@ -61,7 +62,7 @@ def train_to_dir(
     from edgeslim.ownership import owned
     from edgeslim.train.fit import train_model
 
-    own_model = model if Path(model).suffix in (".keras", ".h5") else None
+    own_model = model if model.endswith(KERAS_SUFFIXES) else None
     with owned(out, "train", inputs=[own_model, data_dir]) as out:  # never over the user's model or data
         options = {"image_size": image_size, "color_mode": color_mode}  # the folder dataset's
         data = load_dataset(dataset, data_dir, seed=config.seed, anomaly_class=anomaly_class, **options)
