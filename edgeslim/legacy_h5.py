@@ -105,7 +105,7 @@ def load_h5_model(path: Path, unsafe: bool = False) -> tuple[keras.Model, list[s
             model = _keras_load(h5, path, unsafe)
     except OSError as exc:  # h5py: a truncated or damaged file
         raise EdgeslimError(f"{path}: corrupt HDF5 file ({exc})", "re-save the model") from None
-    return normalize_single_io(model), notes
+    return model, notes
 
 
 def _read_hdf5_bytes(path: Path) -> bytes:
@@ -256,16 +256,3 @@ def _innermost(exc: BaseException) -> str:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     lines = str(exc).strip().splitlines() or [type(exc).__name__]
     return lines[0].split(". ")[0][:200]
-
-
-def normalize_single_io(model: keras.Model) -> keras.Model:
-    """A graph model whose one input or output Keras 3 keeps as a one-element list, rewired to plain
-    tensors (so ``model(x)`` returns a tensor, as it did in tf.keras); the layers are the same objects."""
-    import keras
-
-    if isinstance(model, keras.Sequential) or len(model.inputs) != 1 or len(model.outputs) != 1:
-        return model
-    structure = (getattr(model, "_inputs_struct", None), getattr(model, "_outputs_struct", None))
-    if not any(isinstance(s, (list, tuple)) for s in structure):
-        return model
-    return keras.Model(model.inputs[0], model.outputs[0], name=model.name)

@@ -51,6 +51,7 @@ def load_keras_model(path: str | Path, unsafe: bool = False) -> keras.Model:
         from edgeslim.legacy_h5 import load_h5_model
 
         model, notes = load_h5_model(path, unsafe=unsafe)
+        model = normalize_single_io(model)
         model.loaded_notes = tuple(notes)
         return model
     if suffix != ".keras":
@@ -64,7 +65,7 @@ def load_keras_model(path: str | Path, unsafe: bool = False) -> keras.Model:
     import edgeslim.layers  # noqa: F401 - registers edgeslim's own layers (fake-quant, low-rank cells)
 
     try:
-        return keras.saving.load_model(path, safe_mode=not unsafe, compile=False)
+        model = keras.saving.load_model(path, safe_mode=not unsafe, compile=False)
     except ValueError as exc:
         text = str(exc)
         if "safe_mode" in text or "Lambda" in text or "lambda" in text:
@@ -85,6 +86,24 @@ def load_keras_model(path: str | Path, unsafe: bool = False) -> keras.Model:
         raise EdgeslimError(
             f"{path}: corrupt .keras file ({type(exc).__name__}: {exc})", "re-save it"
         ) from None
+    return normalize_single_io(model)
+
+
+def normalize_single_io(model: keras.Model) -> keras.Model:
+    """A graph model whose one input or output is a one-element list (``keras.Model([x], [y])``, or what
+    Keras 3 makes of some tf.keras files), rewired to plain tensors once, at load: every stage, fine-tuning
+    and export then sees ``model(x)`` return a tensor. The layers (and weights) are the same objects."""
+    import keras
+
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if isinstance(model, keras.Sequential) or not isinstance(inputs, list) or not isinstance(outputs, list):
+        return model  # a subclassed model has no graph to rewire
+    if len(inputs) != 1 or len(outputs) != 1:
+        return model
+    structure = (getattr(model, "_inputs_struct", None), getattr(model, "_outputs_struct", None))
+    if not any(isinstance(s, (list, tuple)) for s in structure):
+        return model
+    return keras.Model(model.inputs[0], model.outputs[0], name=model.name)
 
 
 def load_notes(model: keras.Model) -> tuple[str, ...]:

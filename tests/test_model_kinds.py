@@ -252,3 +252,30 @@ def test_a_shared_layer_is_pruned_consistently_and_stays_shared(digits, request)
     first = lowrank.get_layer("shared_lr1")
     assert len(first._inbound_nodes) == 2  # one pair of layers, called on both branches
     assert analyze_keras(lowrank).total_macs < analyze_keras(model).total_macs
+
+
+def test_one_element_list_inputs_and_outputs_are_plain_tensors_after_loading(digits, tmp_path):
+    """keras.Model([x], [y]) (and Keras 3's reading of some tf.keras files) keeps one-element lists;
+    loading rewires them once, so distillation and every stage see plain tensors (compress used to fail
+    in fine-tuning: `Concatenate ... [[(None, 10)], (None, 10)]`)."""
+    from edgeslim.cli import main
+    from edgeslim.modelio import load_keras_model
+
+    x = keras.Input(digits.input_shape)
+    y = L.Dense(10, activation="softmax")(L.Dense(16, activation="relu")(L.Flatten()(x)))
+    path = tmp_path / "listed.keras"
+    keras.Model([x], [y]).save(path)
+    loaded = load_keras_model(path)
+    assert not isinstance(loaded(digits.x_test[:2]), list | tuple)
+    out = tmp_path / "run"
+    args = [
+        "compress",
+        str(path),
+        "--stage",
+        "prune:sparsity=0.5",
+        "--finetune-epochs",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert main([*args, "--quiet"]) == 0
