@@ -273,7 +273,10 @@ def test_ray_cluster_gives_the_in_process_plan(fit_run, digits_model_path, tmp_p
     monkeypatch.setenv("EDGESLIM_FIT_CACHE", str(tmp_path / "cache"))  # the sensitivity is computed on Ray
     _, _, local = fit_run
     with _ray_cluster(cpus=2) as address:
-        remote = _fit_in_subprocess(digits_model_path, tmp_path / "ray", "--ray-address", address)
+        # One trial is enough to compare the first plan (the last --max-trials given wins).
+        remote = _fit_in_subprocess(
+            digits_model_path, tmp_path / "ray", "--ray-address", address, "--max-trials", "1"
+        )
     assert remote["executor"]["kind"] == "ray" and remote["executor"]["workers"] == 2, remote["executor"]
     assert remote["sensitivity"]["accuracy"] == local["sensitivity"]["accuracy"]
     assert [t["plan"] for t in remote["trials"]][:1] == [t["plan"] for t in local["trials"]][:1]
