@@ -57,13 +57,8 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
         raise EdgeslimError(
             f"{run_dir}: no manifest.json (not a pipeline run)", "run `edgeslim pipeline --out RUN_DIR`"
         )
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise EdgeslimError(
-            f"{path}: unreadable ({exc})", "rerun `edgeslim pipeline` into this folder"
-        ) from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("steps"), list):
+    manifest = _read_json(path)
+    if not isinstance(manifest.get("steps"), list):
         raise EdgeslimError(f"{path}: not an edgeslim manifest", "rerun `edgeslim pipeline` into this folder")
     return manifest
 
