@@ -227,18 +227,12 @@ def _keras_load(h5: Any, path: Path, unsafe: bool) -> keras.Model:
     try:
         return load_model_from_hdf5(h5, compile=False, safe_mode=not unsafe)
     except (ValueError, TypeError, KeyError) as exc:
+        from edgeslim.modelio import keras_refusal
+
         reason = _innermost(exc)
-        if "Lambda" in reason or "safe_mode" in reason:
-            raise EdgeslimError(
-                f"{path}: refused under safe mode: the model carries Python code (a Lambda layer)",
-                "pass --unsafe-load only if you trust where this file came from",
-            ) from None
-        if "Unknown layer" in reason or "Could not locate" in reason:
-            raise EdgeslimError(
-                f"{path}: the model uses a layer class Keras 3 does not have ({reason})",
-                "register the class with keras.saving.register_keras_serializable, or rebuild the model "
-                "from standard layers in tf.keras and re-save it",
-            ) from None
+        known = keras_refusal(path, reason, reason)
+        if known is not None:
+            raise known from None
         if "mismatch" in reason:
             raise EdgeslimError(
                 f"{path}: the saved weights do not fit the rebuilt model ({reason})", "re-save the model"

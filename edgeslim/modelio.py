@@ -68,17 +68,9 @@ def load_keras_model(path: str | Path, unsafe: bool = False) -> keras.Model:
         model = keras.saving.load_model(path, safe_mode=not unsafe, compile=False)
     except ValueError as exc:
         text = str(exc)
-        if "safe_mode" in text or "Lambda" in text or "lambda" in text:
-            raise EdgeslimError(
-                f"{path}: refused under safe mode: the model carries Python code (a Lambda layer)",
-                "pass --unsafe-load only if you trust where this file came from",
-            ) from None
-        if "Could not locate" in text or "Unknown layer" in text or "custom" in text.lower():
-            raise EdgeslimError(
-                f"{path}: the model uses a custom class Keras cannot find ({text.splitlines()[0][:160]})",
-                "register the class with keras.saving.register_keras_serializable, or rebuild the model from "
-                "standard layers",
-            ) from None
+        known = keras_refusal(path, text, text.splitlines()[0][:160])
+        if known is not None:
+            raise known from None
         raise EdgeslimError(
             f"{path}: cannot load the model ({text.splitlines()[0][:200]})", "re-save it"
         ) from None
@@ -104,6 +96,23 @@ def normalize_single_io(model: keras.Model) -> keras.Model:
     if not any(isinstance(s, (list, tuple)) for s in structure):
         return model
     return keras.Model(model.inputs[0], model.outputs[0], name=model.name)
+
+
+def keras_refusal(path: Path, text: str, reason: str) -> EdgeslimError | None:
+    """What Keras' loader refused, when it is one of the refusals a user can act on: safe mode (the
+    model carries code) or a layer class Keras cannot find. ``.keras`` and ``.h5`` files share them."""
+    if "safe_mode" in text or "Lambda" in text or "lambda" in text:
+        return EdgeslimError(
+            f"{path}: refused under safe mode: the model carries Python code (a Lambda layer)",
+            "pass --unsafe-load only if you trust where this file came from",
+        )
+    if "Could not locate" in text or "Unknown layer" in text or "custom" in text.lower():
+        return EdgeslimError(
+            f"{path}: the model uses a layer class Keras cannot find ({reason})",
+            "register the class with keras.saving.register_keras_serializable, or rebuild the model from "
+            "standard layers",
+        )
+    return None
 
 
 def load_notes(model: keras.Model) -> tuple[str, ...]:

@@ -39,7 +39,17 @@ FORBIDDEN = {
 }
 # compress may read the fine-tuning *config* type (a plain dataclass), never train's code.
 ALLOWED = {("compress", "edgeslim.train.config")}
-TF_FREE = ("runtime", "data", "tasks.py", "errors.py", "recipe.py", "progress.py")
+TF_FREE = (
+    "runtime",
+    "data",
+    "tasks.py",
+    "errors.py",
+    "recipe.py",
+    "progress.py",
+    "limits.py",
+    "ownership.py",
+    "runlock.py",
+)
 # mnist without --data-dir downloads through keras.datasets when the toolchain is installed (an
 # ImportError there says to pass --data-dir): the one optional, guarded use.
 OPTIONAL_TF = {("data/mnist.py", "keras")}

@@ -363,3 +363,15 @@ def test_sigterm_stops_a_pipeline_cleanly_and_frees_its_folder(tmp_path):
     assert not (run / "00-train" / "step.json").exists()  # nothing marked done: a rerun trains again
     with open(run / ".edgeslim.lock") as handle:  # the lock died with the command
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_log_pruning_deletes_only_edgeslims_own_logs(tmp_path):
+    from edgeslim.cli.logs import KEEP_LOGS, _prune_logs
+
+    ours = [tmp_path / f"inspect-20261203-1200{i:02d}-{100 + i}.log" for i in range(KEEP_LOGS + 5)]
+    mine = [tmp_path / "inspect-notes.log", tmp_path / "inspect-old-run.log"]  # a user's, same prefix
+    for path in ours + mine:
+        path.write_text("x")
+    _prune_logs(tmp_path, "inspect")
+    assert all(path.exists() for path in mine)
+    assert [p for p in ours if p.exists()] == ours[-KEEP_LOGS:]  # the newest kept

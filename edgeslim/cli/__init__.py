@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import typer
 
-from edgeslim.cli.app import app, command_scope, console, held
+from edgeslim.cli.app import app, command_scope, console, esc, held
 from edgeslim.cli.logs import captured_output, log_path
 from edgeslim.errors import EdgeslimError
 
@@ -118,7 +118,7 @@ def _run(args: list[str]) -> int:
 
 
 def _error_line(message: str) -> None:
-    console.print(f"[bold red]error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {esc(message)}", highlight=False, soft_wrap=True)
 
 
 def _usage_error(exc: typer.TyperException) -> None:
@@ -145,12 +145,6 @@ def _report_bug() -> None:
         highlight=False,
         soft_wrap=True,
     )
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def entrypoint() -> None:

@@ -27,11 +27,13 @@ def deploy(
     OUT must be a new or empty folder, or an earlier bundle (with --force); edgeslim never writes into
     a folder it did not make."""
     from edgeslim.deploy import make_bundle
+    from edgeslim.ownership import MARK
+    from edgeslim.runlock import LOCK_NAME
 
     bundle = make_bundle(run_dir, target, out, artifact=artifact, force=force)
     console.print(f"wrote {esc(bundle)}:", highlight=False)
     for path in sorted(bundle.rglob("*")):
-        if path.is_file() and path.name not in (".edgeslim", ".edgeslim.lock"):
+        if path.is_file() and path.name not in (MARK, LOCK_NAME):
             console.print(
                 f"  {esc(path.relative_to(bundle))}  ({path.stat().st_size:,} bytes)", highlight=False
             )

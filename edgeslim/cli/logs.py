@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 import time
@@ -122,8 +123,11 @@ def captured_output(command: str, verbose: bool = False) -> Iterator[None]:
 
 
 def _prune_logs(folder: Path, command: str) -> None:
-    """Keep the newest logs of a command; another process may be pruning the same ones."""
-    logs = sorted(folder.glob(f"{command}-*.log"), key=lambda p: p.name, reverse=True)
+    """Keep the newest logs of a command; another process may be pruning the same ones. Only names
+    edgeslim gives its logs (``<command>-<date>-<time>-<pid>.log``) are touched: EDGESLIM_LOG_DIR may
+    point at a folder that holds other files."""
+    ours = re.compile(re.escape(command) + r"-\d{8}-\d{6}-\d+\.log")
+    logs = sorted((p for p in folder.glob(f"{command}-*.log") if ours.fullmatch(p.name)), reverse=True)
     for old in logs[KEEP_LOGS:]:
         old.unlink(missing_ok=True)
 

@@ -73,10 +73,8 @@ def pipeline(
             f"report: {esc(out / 'report' / 'report.html')}  ({result.seconds:.1f} s)", highlight=False
         )
     if result.failures:
-        from rich.markup import escape
-
         for failure in result.failures:  # verbatim: a hint's `edgeslim[mcu]` is not markup
-            console.print(f"[bold red]failed:[/] {escape(failure)}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]failed:[/] {esc(failure)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -109,14 +107,12 @@ def report(
 
 
 def _notify(step: str, event: str) -> None:
-    from rich.markup import escape
-
     if event == "note":
-        console.print(f"  [yellow]{escape(step)}[/]", highlight=False)
+        console.print(f"  [yellow]{esc(step)}[/]", highlight=False)
         return
     style = {"start": "bold cyan", "cached": "dim", "done": "green", "failed": "bold red"}[event]
     label = {"start": "running", "cached": "unchanged, skipped", "done": "done", "failed": "FAILED"}[event]
-    console.print(f"[{style}]{escape(step)}: {label}[/]", highlight=False)
+    console.print(f"[{style}]{esc(step)}: {label}[/]", highlight=False)
 
 
 def _summary(result: Any) -> dict[str, Any]:

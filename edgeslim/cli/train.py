@@ -61,10 +61,9 @@ def train(
 ) -> None:
     """Train a model and write RUN/model.keras, RUN/history.json and RUN/metrics.json."""
     from edgeslim.cli.logs import move_log
-    from edgeslim.modelio import KERAS_SUFFIXES
     from edgeslim.progress import RichReporter
     from edgeslim.train.config import TrainConfig
-    from edgeslim.train.run import train_to_dir
+    from edgeslim.train.run import train_inputs, train_to_dir
     from edgeslim.train.zoo_names import zoo_optimizer
 
     given = {k: v for k, v in {"optimizer": optimizer, "learning_rate": lr}.items() if v is not None}
@@ -81,7 +80,7 @@ def train(
         augment_flip=augment_flip,
         seed=seed,
     )
-    hold_folder(out, "train", inputs=[model if model.endswith(KERAS_SUFFIXES) else None, data_dir])
+    hold_folder(out, "train", inputs=train_inputs(model, data_dir))
     move_log(out / "logs")
     run = train_to_dir(
         model,

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgeslim.errors import ConfigError, Problems
+from edgeslim.limits import MAX_COUNT
 
 if TYPE_CHECKING:
     import keras
@@ -28,8 +29,6 @@ Finetuner = Callable[..., Any]
 
 # "resized": only the layer's inputs shrank (a consumer of pruned channels).
 ACTIONS = ("pruned", "resized", "factorized", "replaced", "folded", "quantized", "skipped", "kept")
-
-MAX_COUNT = 2**31 - 1  # the largest count a stage parameter may hold (samples, parameters, steps)
 
 
 @dataclass

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgeslim.compress.base import Finetuner, Stage, StageRecord, StageResult, finetune_summary
+from edgeslim.limits import MAX_CALIB_SAMPLES
 from edgeslim.recipe import IO_DTYPES, MODES, QuantRecipe
+from edgeslim.train.config import MAX_EPOCHS
 
 if TYPE_CHECKING:
     import keras
@@ -46,11 +48,11 @@ class QuantizeStage(Stage):
     def validate(self) -> None:
         self.check_choice("mode", MODES)
         self.check_bool("per_channel")
-        self.check_number("calib_samples", 1, 100_000, integer=True)
+        self.check_number("calib_samples", 1, MAX_CALIB_SAMPLES, integer=True)
         self.check_choice("io_dtype", IO_DTYPES)
         self.check_bool("fold_bn")
         self.check_bool("qat")
-        self.check_number("qat_epochs", 1, 10_000, integer=True, optional=True)
+        self.check_number("qat_epochs", 1, MAX_EPOCHS, integer=True, optional=True)
         self.check_number("momentum", 0.0, 1.0, hi_open=True)
         if self.qat is True and self.mode != "int8":
             self.fail("qat", f"false unless mode is int8 (mode is {self.mode})", self.qat)

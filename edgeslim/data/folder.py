@@ -36,7 +36,7 @@ COLOR_MODES = {"grayscale": "L", "rgb": "RGB"}
 # Pillow modes that hold no colour: such a folder loads as grayscale unless color_mode says otherwise.
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 # Pillow modes of 16-bit grayscale PNGs: their pixels run to 65535, which a conversion to "L" would clip.
-_DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 DEEP_MAX = 65535
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1
@@ -84,7 +84,7 @@ def load_folder(
     target = size or _common_size(root, every)
     colourless = all(image.mode in _GRAY_MODES for image in every)
     mode = COLOR_MODES[color_mode] if color_mode else ("L" if colourless else "RGB")
-    deep = any(image.mode in _DEEP_MODES for image in every)
+    deep = any(image.mode in DEEP_MODES for image in every)
     arrays = {split: _read_all(images, target, mode, deep) for split, images in listed.items()}
     _check(root, splits, arrays, names)
     x_tr, y_tr, x_val, y_val, x_te, y_te = _assign_splits(arrays, target, mode, seed)
@@ -230,7 +230,7 @@ def _read_all(
 def _pixels(image: Any, size: tuple[int, int], mode: str, deep: bool, path: Path) -> np.ndarray:
     """One image's pixels at ``size`` in ``mode``: uint8, or uint16 when the folder holds 16-bit images."""
     resample = _pillow().Resampling.BILINEAR
-    if image.mode not in _DEEP_MODES:
+    if image.mode not in DEEP_MODES:
         converted = image.convert(mode)
         if converted.size != (size[1], size[0]):
             converted = converted.resize((size[1], size[0]), resample)

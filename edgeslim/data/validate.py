@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import math
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,14 +90,13 @@ def check_labels(source: str | Path, column: Column, classes: int | None = None)
         )
     if y.dtype.kind == "f":
         _check_finite(source, column)
-        fraction = np.flatnonzero(y != np.round(y))
-        if fraction.size:
-            i = int(fraction[0])
-            raise EdgeslimError(
-                f"{source}: {column.key}[{i}] is {y[i]}: a classifier's labels are class ids, not "
-                f"fractions ({column.key} is {y.dtype})",
-                "store integer class ids 0..K-1; for float targets drop the task array (regression)",
-            )
+        _refuse_first(
+            source,
+            column,
+            y != np.round(y),
+            lambda v: f"{v}: a classifier's labels are class ids, not fractions ({column.key} is {y.dtype})",
+            "store integer class ids 0..K-1; for float targets drop the task array (regression)",
+        )
     elif y.dtype.kind not in "iu":
         raise EdgeslimError(
             f"{source}: {column.key} is {y.dtype}; a classifier's labels are integer class ids",
@@ -104,22 +104,27 @@ def check_labels(source: str | Path, column: Column, classes: int | None = None)
         )
     if y.size == 0:
         return
-    negative = np.flatnonzero(y < 0)
-    if negative.size:
-        i = int(negative[0])
-        raise EdgeslimError(
-            f"{source}: {column.key}[{i}] is label {_show(y[i])}; class ids start at 0",
-            "store class ids 0..K-1",
-        )
+    _refuse_first(
+        source, column, y < 0, lambda v: f"label {_show(v)}; class ids start at 0", "store class ids 0..K-1"
+    )
     if classes is not None:
-        above = np.flatnonzero(y >= classes)
-        if above.size:
-            i = int(above[0])
-            raise EdgeslimError(
-                f"{source}: {column.key}[{i}] is label {_show(y[i])}, outside the {classes} classes "
-                f"0..{classes - 1}",
-                "use the class ids of this dataset's classes",
-            )
+        _refuse_first(
+            source,
+            column,
+            y >= classes,
+            lambda v: f"label {_show(v)}, outside the {classes} classes 0..{classes - 1}",
+            "use the class ids of this dataset's classes",
+        )
+
+
+def _refuse_first(
+    source: str | Path, column: Column, bad: np.ndarray, says: Callable[[Any], str], fix: str
+) -> None:
+    """Refuse the first sample where ``bad`` holds: ``source: key[i] is <what says of its value>``."""
+    where = np.flatnonzero(bad)
+    if where.size:
+        i = int(where[0])
+        raise EdgeslimError(f"{source}: {column.key}[{i}] is {says(column.array[i])}", fix)
 
 
 def raw_scale(source: str | Path, columns: Sequence[Column]) -> Preprocessing:

@@ -14,6 +14,7 @@ half a bundle; shipped files name no path of the machine that built them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -118,22 +119,35 @@ def _replace_contents(out: Path, staging: Path) -> None:
     """Move the staged bundle into ``out``; an earlier bundle's files (its marker's list) go first."""
     files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
     mark = read_mark(out) or {}
-    for name in mark.get("files", []) if isinstance(mark.get("files"), list) else []:
+    earlier = mark.get("files") if isinstance(mark.get("files"), list) else []
+    for name in earlier:
         path = member(out, name)
         if path is not None and path.is_file() and name not in (MARK, LOCK_NAME):
             path.unlink()
-    for folder in sorted((p for p in out.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
-        if not any(folder.iterdir()):
-            folder.rmdir()  # folders the earlier bundle left empty
+    for folder in _folders_of(out, earlier):  # only the folders the earlier bundle's files were in
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # when that left them empty
     mode = 0o777 & ~_umask()
     for name in files:
         target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / name, target)
         os.chmod(target, mode & 0o666 | (0o111 & mode if name.endswith(".py") else 0))
-    for folder in [out, *(p for p in out.rglob("*") if p.is_dir() and not p.is_symlink())]:
+    for folder in [out, *_folders_of(out, files)]:
         os.chmod(folder, mode)  # mkdtemp's 0700 would hide the bundle from the device's other users
     write_json(out / MARK, {**mark, "kind": "bundle", "edgeslim": __version__, "files": files})
+
+
+def _folders_of(out: Path, names: list[str]) -> list[Path]:
+    """The folders below ``out`` that hold these files (inside ``out`` only), deepest first."""
+    folders = {
+        out / parent
+        for name in names
+        if isinstance(name, str) and member(out, name) is not None
+        for parent in Path(name).parents
+        if parent != Path(".")
+    }
+    return sorted(folders, key=lambda p: len(p.parts), reverse=True)
 
 
 def _umask() -> int:
@@ -170,17 +184,16 @@ def _python_bundle(
 
 
 def _checked_sidecar(shipped: ShippedFiles, name: str) -> dict[str, Any]:
-    """The artifact's sidecar, refused unless it vouches for the very bytes recorded (sha256, size)."""
-    path = shipped.path(f"{name}.json")
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        info = None
+    """The artifact's sidecar, checked as the device's runtime checks it (fields, and the sha256 of the
+    very bytes recorded), and refused when it vouches for no hash at all."""
+    from edgeslim.runtime.sidecar import read_sidecar
+
+    path = shipped.path(f"{name}.json")  # recorded by the export and unchanged since
     artifact = shipped.path(name)
-    if not isinstance(info, dict) or info.get("sha256") != shipped.hashes[name]:
+    info = read_sidecar(artifact, artifact.read_bytes())
+    if info is None or info.get("sha256") is None:
         raise EdgeslimError(
-            f"{path}: does not describe {artifact.name} (its sha256 differs, or it is damaged)",
-            "rerun `edgeslim pipeline` to rebuild the export",
+            f"{path}: records no sha256 of {artifact.name}", "rerun `edgeslim pipeline` to rebuild the export"
         )
     return info
 

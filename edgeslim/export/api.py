@@ -17,6 +17,7 @@ from edgeslim.export.keras_graph import input_specs
 from edgeslim.export.registry import FORMATS, TARGETS
 from edgeslim.export.target import ExportContext, Plan, Target
 from edgeslim.export.verify import DEFAULT_FLOOR, keras_reference, verify_artifact
+from edgeslim.limits import MAX_CALIB_SAMPLES, MAX_FIRMWARE_SAMPLES, MAX_VERIFY_SAMPLES
 from edgeslim.recipe import QuantRecipe, parse_quant
 from edgeslim.runtime import load
 
@@ -87,9 +88,9 @@ def export_model(
             f"firmware applies to target mcu, not {target}", "drop --firmware or use --target mcu"
         )
     for option, value, most in (
-        ("firmware_samples", firmware_samples, 10_000),
-        ("calib_samples", calib_samples, 100_000),
-        ("verify_samples", verify_samples, 10_000_000),
+        ("firmware_samples", firmware_samples, MAX_FIRMWARE_SAMPLES),
+        ("calib_samples", calib_samples, MAX_CALIB_SAMPLES),
+        ("verify_samples", verify_samples, MAX_VERIFY_SAMPLES),
     ):
         bad_type = isinstance(value, bool) or not isinstance(value, int)
         if value is not None and (bad_type or not 1 <= value <= most):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.errors import ConfigError, EdgeslimError, Problems
+from edgeslim.limits import MAX_CALIB_SAMPLES, MAX_FIRMWARE_SAMPLES
 from edgeslim.modelio import KERAS_SUFFIXES
 from edgeslim.train.config import MAX_EPOCHS, MAX_SEED, Rule, is_type, shown
 
@@ -21,8 +22,6 @@ SECTIONS = ("dataset", "model", "train", "compress", "fit", "export", "report")
 # Upper bounds: far above any edge model's needs, so only a typo or a hostile file meets them.
 MAX_CLASS_INDEX = 65_535
 MAX_IMAGE_SIDE = 4_096
-MAX_CALIB_SAMPLES = 100_000
-MAX_FIRMWARE_SAMPLES = 10_000  # each one runs on the emulated board
 MAX_TRIALS = 1_000
 MAX_WORKERS = 1_024
 # A schema maps key -> a type (or tuple of types) checked with isinstance, or a Rule (type and range).

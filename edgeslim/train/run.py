@@ -38,6 +38,11 @@ def resolve_model(spec: str, dataset: Any, unsafe: bool = False, seed: int = 0):
     )
 
 
+def train_inputs(model: str, data_dir: str | Path | None) -> list[str | Path | None]:
+    """What training reads from the user (a model file, a data folder): its run folder never holds them."""
+    return [model if model.endswith(KERAS_SUFFIXES) else None, data_dir]
+
+
 def train_to_dir(
     model: str,
     dataset: str,
@@ -62,8 +67,8 @@ def train_to_dir(
     from edgeslim.ownership import owned
     from edgeslim.train.fit import train_model
 
-    own_model = model if model.endswith(KERAS_SUFFIXES) else None
-    with owned(out, "train", inputs=[own_model, data_dir]) as out:  # never over the user's model or data
+    # Never over the user's model or data: the run folder must not hold them.
+    with owned(out, "train", inputs=train_inputs(model, data_dir)) as out:
         options = {"image_size": image_size, "color_mode": color_mode}  # the folder dataset's
         data = load_dataset(dataset, data_dir, seed=config.seed, anomaly_class=anomaly_class, **options)
         data = dataset_for_task(data, ZOO_TASKS.get(model))  # an autoencoder reconstructs labelled images

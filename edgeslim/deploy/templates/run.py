@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeslim.data.folder import DEEP_MODES, DEEP_PREPROCESSING
 from edgeslim.data.folder import PREPROCESSING as IMAGE_PREPROCESSING
 from edgeslim.runtime import RuntimeModel, RuntimeModelError, load
 
@@ -41,9 +42,6 @@ def open_model() -> RuntimeModel:
     return load(MODEL)
 
 
-DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # Pillow's modes of 16-bit greyscale PNGs
-
-
 def model_input(path: Path, shape: list[int], prep: dict[str, float]) -> np.ndarray:
     """A .npy holds raw sensor values: the sidecar's preprocessing maps them. An image holds 8-bit pixels:
     they are mapped as `edgeslim eval --dataset folder` maps them (resized bilinearly, pixel / 255, or
@@ -66,7 +64,7 @@ def model_input(path: Path, shape: list[int], prep: dict[str, float]) -> np.ndar
         except (OSError, ValueError, SyntaxError) as exc:
             sys.exit(f"error: {path}: not a readable image ({exc})")
         pixels = np.asarray(image)
-        x = pixels.astype(np.float32) / 65535 if deep else IMAGE_PREPROCESSING.apply(pixels)
+        x = (DEEP_PREPROCESSING if deep else IMAGE_PREPROCESSING).apply(pixels)
     sample_shape = tuple(shape[1:])
     if x.shape == sample_shape or x.reshape(-1).size == int(np.prod(sample_shape)):
         return x.reshape((1, *sample_shape))
