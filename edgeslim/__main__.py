@@ -1,3 +1,3 @@
-from edgeslim.cli import entrypoint
+from edgeslim.supervisor import entrypoint
 
 entrypoint()

@@ -39,6 +39,10 @@ def _error(capsys, argv):
 
 def test_missing_model_file(capsys, tmp_path):
     assert "no such" in _error(capsys, ["inspect", str(tmp_path / "nope.keras")])
+    err = _error(
+        capsys, ["compress", str(tmp_path / "nope.keras"), "--stage", "prune", "--out", str(tmp_path / "o")]
+    )
+    assert err.count("error:") == 1 and "no such model file" in err  # not a second line about training
 
 
 def test_unknown_model_and_dataset(capsys):

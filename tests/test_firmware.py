@@ -17,6 +17,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from processes import assert_refused, run_cli
 
 from edgeslim.errors import EdgeslimError
 from edgeslim.export import export_model
@@ -126,6 +127,60 @@ def test_run_firmware_on_bytes_alone(fw_artifact, digits):
     assert json.dumps(result.to_dict())  # JSON-ready, without the raw outputs
     zeros = run_firmware(data, "stm32l4r5")  # a board profile with a Cortex-M4: one inference on zeros
     assert zeros.outputs.shape == (1, 10) and zeros.flash_bytes == result.flash_bytes
+    zero_input = np.zeros((1, *digits.x_test.shape[1:]), np.int8)  # zeros, not what the arena held before
+    assert np.array_equal(zeros.outputs, interpreter_outputs(data, zero_input, mcu["arena_size"] * 2))
+
+
+@needs_firmware
+def test_firmware_command_runs_a_tflite_it_is_given(fw_artifact, tmp_path):
+    out = tmp_path / "fw"
+    done = run_cli(
+        "firmware", str(fw_artifact.path), "--dataset", "digits", "--limit", "4", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "instructions per inference" in done.stderr and "byte for byte on 100% of 4" in done.stderr
+    report = json.loads((out / "firmware.json").read_text())
+    fw = fw_artifact.sidecar["mcu"]["firmware"]
+    assert report["arena_min_bytes"] == fw["arena_min_bytes"] and report["model_bytes"] == fw["model_bytes"]
+    check = report["check"]
+    assert check["identical"] == 1.0 and check["criterion"] == "agreement" and check["passed"]
+    assert 0.0 <= check["metrics"]["accuracy"] <= 1.0 and check["metrics"]["samples"] == 4
+    assert np.load(out / "outputs.npy").shape == (4, 10)
+    samples = tmp_path / "samples.npy"
+    np.save(samples, np.zeros((2, 3)))  # not the model's input shape
+    assert_refused(
+        run_cli("firmware", str(fw_artifact.path), "--inputs", str(samples)), "(2, 3)", "(N, 8, 8, 1)"
+    )
+    damaged = tmp_path / "damaged.tflite"
+    damaged.write_bytes(fw_artifact.path.read_bytes()[:5000])
+    assert_refused(run_cli("firmware", str(damaged)), "damaged.tflite")
+
+
+@needs_firmware
+def test_a_reconstruction_model_through_firmware(digits, tmp_path):
+    """The autoencoder's per-channel fully connected kernel faults in a too-small arena: the search on
+    the target survives it, and the firmware is verified by the task's rule (fidelity), not by argmax."""
+    from edgeslim.data.anomaly import dataset_for_task
+    from edgeslim.train.zoo import build_model
+
+    data = dataset_for_task(digits, "reconstruction")
+    model = build_model("autoencoder", data.input_shape, 0)
+    [artifact] = export_model(
+        model,
+        data,
+        "mcu",
+        out_dir=tmp_path,
+        calib_samples=16,
+        verify_samples=40,
+        firmware=True,
+        firmware_samples=6,
+    )
+    fw = artifact.sidecar["mcu"]["firmware"]
+    assert fw["task"] == "reconstruction" and fw["mse"] > 0 and "accuracy" not in fw
+    agreement = fw["interpreter_agreement"]
+    assert agreement["criterion"] == "fidelity" and agreement["identical"] == 1.0 and agreement["passed"]
+    assert fw["arena_used_bytes"] <= fw["arena_min_bytes"] == artifact.sidecar["mcu"]["arena_bytes"]
+    assert "fidelity 100%" in (artifact.path.parent / "mcu" / "README.md").read_text()
 
 
 @needs_firmware

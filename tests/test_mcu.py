@@ -45,6 +45,20 @@ def test_board_fit_is_recorded(mcu_artifact):
     assert mcu["fits"] and mcu["flash_bytes"] == mcu_artifact.sidecar["bytes"]
 
 
+def test_the_per_channel_cost_is_said(mcu_artifact, digits_model, digits, tmp_path):
+    """The file figure against a real per-tensor export of the same model; the arena a lower bound."""
+    cost = mcu_artifact.sidecar["mcu"]["per_channel_cost"]
+    [tensor] = export_model(
+        digits_model, digits, "mcu", out_dir=tmp_path, calib_samples=32, per_channel=False, verify=False
+    )
+    assert tensor.sidecar["mcu"]["per_channel_cost"] is None
+    saved = mcu_artifact.sidecar["bytes"] - tensor.sidecar["bytes"]
+    assert abs(cost["flash_bytes"] - saved) <= 64
+    arena_saved = mcu_artifact.sidecar["mcu"]["arena_bytes"] - tensor.sidecar["mcu"]["arena_bytes"]
+    assert 0 < cost["arena_bytes_at_least"] <= arena_saved <= 1.25 * cost["arena_bytes_at_least"]
+    assert cost["hint"].startswith("per-channel int8 costs") and "--per-tensor" in cost["hint"]
+
+
 def test_tflm_runs_the_test_set(mcu_artifact, digits):
     verification = mcu_artifact.sidecar["verification"]
     tflm = verification["tflm"]

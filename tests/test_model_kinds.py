@@ -185,15 +185,16 @@ def test_the_recurrent_kernel_splits_inside_the_step(kind, rows, request, tmp_pa
     assert pruned.predict(x, verbose=0).shape == (32, 10)
 
 
-def test_auto_keeps_the_fused_lstm_kernel_and_splits_the_kernel_that_saves_most(rows, request):
+def test_auto_keeps_the_fused_lstm_kernel_and_splits_only_input_kernels(rows, request):
     lstm, data = trained("lstm", request)
     result = parse_stage_spec("lowrank:rank=4").apply(lstm, data)
     assert {result.record.row(n).detail["scheme"] for n in ("r1", "r2")} == {"input"}
     gru, _ = trained("gru", request)
-    # r1: input 8 -> 72 saves 8 (8*72 - 80*4) = 2048, recurrent 24 -> 72 saves 8 (24*72 - 96*4) = 10752
-    assert (
-        parse_stage_spec("lowrank:rank=4").apply(gru, data).record.row("r1").detail["scheme"] == "recurrent"
-    )
+    # r1's recurrent split would save more (10752 against 2048 multiplications), but its error compounds
+    # over the steps: auto splits the input kernel, method=recurrent the recurrent one.
+    assert parse_stage_spec("lowrank:rank=4").apply(gru, data).record.row("r1").detail["scheme"] == "input"
+    split = parse_stage_spec("lowrank:rank=4,method=recurrent").apply(gru, data)
+    assert split.record.row("r1").detail["scheme"] == "recurrent"
 
 
 def test_a_split_recurrent_kernel_runs_int8_in_litert_and_tflite_micro(rows, request, tmp_path):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 import yaml
+from processes import wait_until_unlocked
 
 from edgeslim.cli import main
 from edgeslim.errors import ConfigError
@@ -104,6 +105,8 @@ def test_killed_run_resumes_cleanly(default_run, tmp_path):
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
+    # The watched child (edgeslim.supervisor) dies with it, its threads a moment later.
+    wait_until_unlocked(copy)
     marker = json.loads((copy / "03-separable" / "step.json").read_text())
     from edgeslim.pipeline import load_config, run_pipeline
 

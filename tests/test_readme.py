@@ -44,7 +44,7 @@ def test_the_tour_is_what_this_test_runs():
     assert all(c[0] == "edgeslim" for c in commands), commands
     verbs = [c[1] for c in commands]
     for verb in ("init", "pipeline", "report", "deploy", "train", "inspect", "compress", "export", "eval",
-                 "bench", "fit"):  # fmt: skip
+                 "bench", "firmware", "fit"):  # fmt: skip
         assert verb in verbs, verb
 
 
@@ -106,6 +106,7 @@ def check(args: list[str], result: subprocess.CompletedProcess, project: Path) -
     elif line.startswith("edgeslim inspect runs/m3/model.keras --json"):
         info = json.loads(result.stdout)
         assert info["total_params"] == 61706 and info["total_macs"] > 0
+        assert info["deployed_macs"] == info["total_macs"]  # LeNet-5 has no BatchNorm to fold
     elif line.startswith("edgeslim compress"):
         assert (project / "runs/m3c/03-quantize/model.keras").is_file()
     elif line.startswith("edgeslim export"):
@@ -121,6 +122,9 @@ def check(args: list[str], result: subprocess.CompletedProcess, project: Path) -
         assert json.loads(result.stdout)["p50_ms"] > 0
     elif line.startswith("edgeslim inspect exports"):
         assert "FULLY_CONNECTED" in result.stdout or "CONV_2D" in result.stdout
+    elif line.startswith("edgeslim firmware"):
+        assert "instructions per inference" in result.stderr and "byte for byte on 100% of 4" in result.stderr
+        assert "accuracy" in result.stderr
     elif line.startswith("edgeslim fit"):
         fit = json.loads((project / "runs/fit/fit.json").read_text())
         assert fit["budget"]["max_flash"] == 24 * 1024 and (result.returncode == 0) == fit["fits"]

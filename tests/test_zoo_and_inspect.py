@@ -26,6 +26,33 @@ def test_small_models_build_for_8x8_digits(name):
     assert model.output_shape == (None, 10)
 
 
+@pytest.mark.parametrize(
+    ("name", "shape", "classes", "params"),
+    [
+        ("dscnn", (49, 10, 1), 12, 24_908),
+        ("mobilenet_v1_025", (96, 96, 3), 2, 221_794),
+        ("resnet8", (32, 32, 3), 10, 78_666),
+        ("autoencoder", (640,), 0, 269_992),
+    ],
+)
+def test_mlperf_tiny_reference_architectures(name, shape, classes, params):
+    """The parameter counts of MLPerf Tiny's trained reference files (mlcommons/tiny, training/)."""
+    from edgeslim.train.zoo import build_model
+
+    assert build_model(name, shape, classes).count_params() == params
+
+
+def test_deployed_multiplications_leave_out_the_batchnorms_that_fold():
+    from edgeslim.analysis.keras_model import analyze_keras
+    from edgeslim.train.zoo import build_model
+
+    stats = analyze_keras(build_model("dscnn", (49, 10, 1), 12))
+    by_hand = 25 * 5 * (10 * 4 * 64) + 4 * (25 * 5 * 9 * 64 + 25 * 5 * 64 * 64) + 64 * 12 + 64  # + the pool
+    bn = [layer for layer in stats.layers if layer.type == "BatchNormalization"]
+    assert len(bn) == 9 and all(layer.folded_into for layer in bn)  # each follows its conv directly
+    assert stats.deployed_macs == by_hand == stats.total_macs - sum(layer.macs for layer in bn)
+
+
 def test_colour_models_build_for_32x32():
     from edgeslim.train.zoo import build_model
 
@@ -94,6 +121,7 @@ def test_layer_counts_for_depthwise_separable_strided_dilated_bn_add():
     assert rows["pw"].macs == 8 * 8 * 12 * 12
     assert rows["add"].macs == 0
     assert rows["bn"].macs == 8 * 8 * 12 and rows["bn"].params == 4 * 12
+    assert rows["bn"].folded_into is None  # after an Add: the deployed model keeps its multiplications
     assert rows["avg"].macs == 4 * 4 * 12
     assert rows["gap"].macs == 12
     assert rows["out"].macs == 120 and rows["out"].params == 130

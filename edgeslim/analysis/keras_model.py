@@ -6,7 +6,8 @@ Dense, M_out x M_in:  N_p = M_out (M_in + 1),   N_x = M_out M_in
 The handlers extend them to 1-D and 3-D, depthwise, separable and transposed convolutions,
 recurrent layers, embeddings and merges. A layer shared between several calls is counted once per
 call; a nested model is counted through its own layers. A kind without a handler still counts its
-parameters, and says that its multiplications are unknown.
+parameters, and says that its multiplications are unknown. A BatchNorm that folds into the layer
+before it (``folded_into``) keeps its count here but not in ``deployed_macs``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ import keras
 import numpy as np
 
 from edgeslim.analysis.stats import LayerStats, ModelStats
+from edgeslim.layers.fold import foldable
 from edgeslim.layers.graph import ModelGraph
 
 
 def analyze_keras(model: keras.Model) -> ModelStats:
     graph = ModelGraph(model)
     stats = ModelStats(name=model.name)
-    for node in graph.nodes.values():
-        stats.layers.append(node_stats(node))
+    for name, node in graph.nodes.items():
+        row = node_stats(node)
+        if isinstance(node.layer, keras.layers.BatchNormalization):
+            row.folded_into = foldable(graph, name)[0]
+        stats.layers.append(row)
     return stats
 
 

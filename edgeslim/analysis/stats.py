@@ -24,6 +24,9 @@ class LayerStats:
     calls: int = 1  # a shared layer runs once per call
     macs_known: bool = True  # False: a kind whose multiplications are not counted (see note)
     output_bytes: int = 0  # float32 bytes of one call's output (activation memory)
+    folded_into: str | None = (
+        None  # a BatchNorm the deployed model folds into this layer (no multiplications)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,6 +46,12 @@ class ModelStats:
         return sum(layer.macs for layer in self.layers)
 
     @property
+    def deployed_macs(self) -> int:
+        """The multiplications left once each foldable BatchNorm is folded into the layer before it, as
+        the quantize stage and the converters do: what the deployed model computes."""
+        return sum(layer.macs for layer in self.layers if layer.folded_into is None)
+
+    @property
     def macs_complete(self) -> bool:
         return all(layer.macs_known for layer in self.layers)
 
@@ -60,6 +69,7 @@ class ModelStats:
             "name": self.name,
             "total_params": self.total_params,
             "total_macs": self.total_macs,
+            "deployed_macs": self.deployed_macs,
             "nonzero_params": self.nonzero_params,
             "sparsity": self.sparsity,
             "macs_complete": self.macs_complete,

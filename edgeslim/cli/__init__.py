@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "edgeslim.cli.export",
     "edgeslim.cli.run",
     "edgeslim.cli.fit",
+    "edgeslim.cli.firmware",
 ]
 
 for _module in COMMAND_MODULES:

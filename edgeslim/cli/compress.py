@@ -13,6 +13,7 @@ import typer
 
 from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
+from edgeslim.cli.pipeline import note_step, notify_step
 
 
 @app.command()
@@ -99,7 +100,7 @@ def compress(
     hold_folder(out, "run", inputs=run_inputs(config))
     move_log(out / "logs")
     silent = quiet or json_output
-    result = run_pipeline(config, out, progress=not silent, notify=None if silent else _notify)
+    result = run_pipeline(config, out, progress=not silent, notify=note_step if silent else notify_step)
     report = result.report or {}
     if json_output:
         print_json(
@@ -114,12 +115,6 @@ def _record(out: Path, stage: dict) -> dict:
     import json
 
     return json.loads((out / stage["name"] / "record.json").read_text())
-
-
-def _notify(step: str, event: str) -> None:
-    from edgeslim.cli.pipeline import _notify as pipeline_notify
-
-    pipeline_notify(step, event)
 
 
 def _print_table(report: dict) -> None:

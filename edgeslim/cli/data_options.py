@@ -58,3 +58,25 @@ def reproduces_its_input(model: Any) -> bool:
     """One input, one output of the same shape: an autoencoder."""
     one = len(model.inputs) == 1 and len(model.outputs) == 1
     return one and tuple(model.inputs[0].shape[1:]) == tuple(model.outputs[0].shape[1:])
+
+
+def load_for_artifact(
+    model: Any,
+    name: str,
+    data_dir: Path | None,
+    image_size: str | None = None,
+    color_mode: str | None = None,
+    anomaly_class: int | None = None,
+) -> Any:
+    """The dataset as an exported artifact (a runtime model) needs it, without TensorFlow: images
+    resized to its input and labelled in its class order, and labels turned into its task's targets."""
+    from edgeslim.data import load_dataset
+    from edgeslim.data.anomaly import dataset_for_task
+
+    options: dict[str, Any] = {"image_size": image_size, "color_mode": color_mode}
+    if name == "folder":
+        from edgeslim.data.folder import folder_options_for_model
+
+        options = folder_options_for_model(model.inputs[0].shape, model.class_names, image_size, color_mode)
+    data = load_dataset(name, data_dir, anomaly_class=anomaly_class, **options)
+    return dataset_for_task(data, model.task)  # an autoencoder on a labelled dataset reconstructs it

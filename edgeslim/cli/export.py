@@ -152,6 +152,8 @@ def _notes(sidecar: dict[str, Any]) -> str:
         m = sidecar["mcu"]
         tflm = (sidecar.get("verification") or {}).get("tflm")
         acc = f", TFLM {tflm['accuracy']:.2%}" if tflm and tflm.get("accuracy") is not None else ""
-        return f"{m['board']}: arena {m['arena_size']:,} B, C package {m['c_package_dir']}{acc}"
+        scheme = m.get("per_channel_cost") or {}
+        hint = f"; {scheme['hint']}" if scheme.get("hint") else ""
+        return f"{m['board']}: arena {m['arena_size']:,} B, C package {m['c_package_dir']}{acc}{hint}"
     details = sidecar.get("format_details") or {}
     return f"opset {details['onnx_opset']}" if details.get("onnx_opset") else ""

@@ -67,6 +67,14 @@ def _print_keras(info: dict[str, Any]) -> None:
             f"{layer['sparsity']:.1%}",
         )
     stdout_console().print(table)
+    folded = [layer for layer in info["layers"] if layer.get("folded_into")]
+    if folded:
+        stdout_console().print(
+            f"deployed: {info['deployed_macs']:,} multiplications, once the {len(folded)} BatchNorm layers "
+            "that follow a conv or dense layer are folded into it (as quantization and the converters do)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for note in info.get("notes", []):
         console.print(f"note: {esc(note)}", highlight=False, soft_wrap=True)
 

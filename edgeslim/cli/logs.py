@@ -12,6 +12,7 @@ user's cache folder, ``<command>-<time>-<pid>.log``, so two commands never share
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import re
 import sys
@@ -20,6 +21,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from edgeslim.supervisor import note
 
 LOG_NAME = "edgeslim.log"
 KEEP_LOGS = 20  # per command, in the cache folder: the newest ones
@@ -54,6 +57,13 @@ class _Capture:
         os.close(write_fd)
         self.pump = threading.Thread(target=self._pump, args=(read_fd,), daemon=True)
         self.pump.start()
+        self._crash_record()
+
+    def _crash_record(self) -> None:
+        # A native crash kills the pump with the process: Python's tracebacks go straight to the log
+        # file, and the watching parent (edgeslim.supervisor) learns where the log is.
+        faulthandler.enable(file=self.log)
+        note(log=self.log_path)
 
     def _pump(self, read_fd: int) -> None:
         with os.fdopen(read_fd, "rb", buffering=0) as stream:
@@ -78,6 +88,7 @@ class _Capture:
             self.log.close()
             self.log_path.unlink(missing_ok=True)
             self.log, self.log_path = new, target
+            self._crash_record()
         return target
 
     def close(self) -> None:
@@ -91,6 +102,7 @@ class _Capture:
         os.close(self.saved_out)
         os.close(self.saved_err)
         with self.lock:
+            faulthandler.disable()
             self.log.close()
 
 

@@ -63,7 +63,7 @@ def pipeline(
     hold_folder(out, "run", inputs=run_inputs(cfg))
     move_log(out / "logs")
     silent = quiet or json_output
-    result = run_pipeline(cfg, out, progress=not silent, notify=None if silent else _notify)
+    result = run_pipeline(cfg, out, progress=not silent, notify=note_step if silent else notify_step)
     summary = _summary(result)
     if json_output:
         print_json(summary)
@@ -106,7 +106,16 @@ def report(
             console.print(f"wrote {esc(path)}", highlight=False)
 
 
-def _notify(step: str, event: str) -> None:
+def note_step(step: str, event: str) -> None:
+    """Quiet runs too tell the watching parent which step is running (a native crash names it)."""
+    from edgeslim.supervisor import note
+
+    if event == "start":
+        note(step=step)
+
+
+def notify_step(step: str, event: str) -> None:
+    note_step(step, event)
     if event == "note":
         console.print(f"  [yellow]{esc(step)}[/]", highlight=False)
         return

@@ -31,18 +31,11 @@ def eval_command(
 ) -> None:
     """The task's metrics of ARTIFACT on the dataset's test split, in the artifact's own runtime:
     accuracy for a classifier, MSE for regression and reconstruction (and the anomaly AUC)."""
-    from edgeslim.data import load_dataset
-    from edgeslim.data.anomaly import dataset_for_task
+    from edgeslim.cli.data_options import load_for_artifact
     from edgeslim.runtime import evaluate, load
 
     model = load(artifact, backend=backend, threads=threads)
-    options: dict[str, Any] = {"image_size": image_size, "color_mode": color_mode}
-    if dataset == "folder":  # images are resized to the model's input and labelled in its class order
-        from edgeslim.data.folder import folder_options_for_model
-
-        options = folder_options_for_model(model.inputs[0].shape, model.class_names, image_size, color_mode)
-    data = load_dataset(dataset, data_dir, anomaly_class=anomaly_class, **options)
-    data = dataset_for_task(data, model.task)  # an autoencoder on a labelled dataset reconstructs it
+    data = load_for_artifact(model, dataset, data_dir, image_size, color_mode, anomaly_class)
     result = evaluate(model, data.x_test, data.y_test, limit=limit, task=data.task, anomaly=data.anomaly)
     result["artifact"] = str(artifact)
     if json_output:

@@ -16,7 +16,8 @@ def train(
     model: Annotated[
         str,
         typer.Option(
-            help="Zoo name (mnistnet1-3, lenet5, cifarnet, dscnn, resnet8, digits_cnn, lstm_rows, "
+            help="Zoo name (mnistnet1-3, lenet5, cifarnet, dscnn, mobilenet_v1_025, resnet8, digits_cnn, "
+            "lstm_rows, "
             "autoencoder) or a path to a .keras model."
         ),
     ] = "digits_cnn",

@@ -17,6 +17,7 @@ from edgeslim.export.boards import Board, load_board
 from edgeslim.export.mcu_arena import ARENA_MARGIN, find_min_arena, recommended_arena
 from edgeslim.export.mcu_package import compile_check, ops_in_order, write_package
 from edgeslim.export.mcu_readme import readme_text
+from edgeslim.export.mcu_scheme import per_channel_cost
 from edgeslim.export.target import ExportContext, Plan, Target
 from edgeslim.export.verify import verify_artifact
 from edgeslim.runtime.tflite_file import read_tflite
@@ -50,6 +51,7 @@ class McuTarget(Target):
                 **board.fit(flash_needed=len(data), ram_needed=recommended_arena(arena)),
             }
         arena_size = recommended_arena(arena)
+        info = read_tflite(data, "mcu export")
         if not fit["fits"]:
             _refuse(board, fit, arena, arena_size, firmware is not None)
         return {
@@ -71,7 +73,8 @@ class McuTarget(Target):
                 "flash_available": board.flash_available,
                 "fit": fit,
                 "fits": True,
-                "ops": ops_in_order(read_tflite(data, "mcu export").op_names()),
+                "ops": ops_in_order(info.op_names()),
+                "per_channel_cost": per_channel_cost(info, len(data), arena),
                 "c_package_dir": None,
                 "firmware": firmware.to_dict() if firmware else None,
             }

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgeslim.export.boards import Board
 from edgeslim.export.firmware import FirmwareResult, raw_inputs, run_firmware
-from edgeslim.export.firmware.agreement import compare, interpreter_outputs
+from edgeslim.export.firmware.agreement import interpreter_outputs, task_check
 from edgeslim.export.target import ExportContext
 from edgeslim.runtime.tflite_file import read_tflite
 
@@ -54,11 +54,13 @@ def run_shipped(data: bytes, package_dir: Path, context: ExportContext, arena_ho
     samples = int(context.options.get("firmware_samples") or FIRMWARE_SAMPLES)
     x, y = context.dataset.x_test[:samples], np.asarray(context.dataset.y_test[:samples])
     result = run_firmware(data, context.board or "cortex-m4", x, package_dir=package_dir)
-    raw = raw_inputs(read_tflite(data, "mcu export"), x)
+    info = read_tflite(data, "mcu export")
+    raw = raw_inputs(info, x)
     assert raw is not None
     reference = interpreter_outputs(data, raw, arena_host)
-    agreement = compare(result.outputs, reference)
-    n = len(result.outputs)
-    accuracy = float((result.outputs.reshape(n, -1).argmax(axis=1) == y).mean())
-    agreement["passed"] = agreement["argmax_agreement"] >= context.floor
-    return {**result.to_dict(), "accuracy": accuracy, "interpreter_agreement": agreement}
+    anomaly = context.dataset.anomaly
+    anomaly = None if anomaly is None else np.asarray(anomaly)[:samples]
+    task = context.dataset.task
+    agreement = task_check(info, result.outputs, reference, y, task, anomaly, context.floor)
+    metrics = agreement.pop("metrics")
+    return {**result.to_dict(), **metrics, "task": task, "interpreter_agreement": agreement}

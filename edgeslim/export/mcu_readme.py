@@ -102,6 +102,12 @@ on an emulated Cortex-M).
 """
 
 
+def _verdict(agreement: dict[str, Any]) -> str:
+    criterion = agreement.get("criterion", "agreement")
+    what = "argmax agreement" if criterion == "agreement" else criterion
+    return f"{what} {agreement.get(criterion, 0.0):.0%}"
+
+
 def _firmware_section(mcu: dict[str, Any], fw: dict[str, Any]) -> str:
     other = fw["flash_bytes"] - fw["model_bytes"] - fw["runtime_text_bytes"]
     agreement = fw.get("interpreter_agreement") or {}
@@ -122,7 +128,7 @@ def _firmware_section(mcu: dict[str, Any], fw: dict[str, Any]) -> str:
 Instructions per inference: {fw["instructions_per_inference"]:,} (QEMU `-icount`; instructions,
 not cycles: a Cortex-M takes one or more cycles each). On {fw["samples"]} test samples the firmware's
 outputs equalled TFLite Micro's Python interpreter on {agreement.get("identical", 0.0):.0%} of them byte
-for byte (argmax {agreement.get("argmax_agreement", 0.0):.0%}).
+for byte ({_verdict(agreement)}).
 
 `kTensorArenaSize` is the target's own minimum plus a {mcu["arena_margin"]:.0%} margin: optimized kernels
 (CMSIS-NN, ESP-NN) ask for scratch buffers the reference kernels do not, and another TFLite Micro

@@ -206,12 +206,14 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> PipelineConfi
         given = raw.get("dataset")
         _check_image_size(given.get("image_size") if isinstance(given, dict) else None)
     _check_dataset_name(dataset, problems)
-    model, unsafe = "digits_cnn", False
+    model: str | None = None
+    unsafe = False
     with problems.collect():
         model, unsafe = _check_model(raw.get("model", "digits_cnn"))
     train = None
-    with problems.collect():
-        train = _check_train(raw.get("train"), model)
+    if model is not None:  # a bad model: its own error, not a second one about its training
+        with problems.collect():
+            train = _check_train(raw.get("train"), model)
     stages = _check_compress(raw.get("compress", []), problems)
     export = _check_export(raw.get("export", {}), problems)
     fit = _check_fit(raw.get("fit"), export, problems)

@@ -168,6 +168,8 @@ def target_check(a: dict[str, Any]) -> str:
             f"flash {kb(mcu.get('flash_bytes'))} of {kb(mcu.get('flash_available'))}"
             + (" (fits)" if mcu.get("fits", True) else " (DOES NOT FIT)")
         )
+    if mcu and (mcu.get("per_channel_cost") or {}).get("hint"):
+        notes.append(mcu["per_channel_cost"]["hint"])
     tpu = a.get("edgetpu")
     if tpu:
         share = tpu.get("mapped_fraction")

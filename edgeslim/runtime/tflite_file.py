@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeslim.runtime.errors import RuntimeModelError
+from edgeslim.runtime.spec import TensorSpec
 
 IDENTIFIER = b"TFL3"
 MIN_BYTES = 32  # root offset, identifier and the smallest possible tables
@@ -72,6 +73,12 @@ class TFLiteTensor:
     @property
     def elements(self) -> int:
         return math.prod(self.shape) if self.shape else 1
+
+    def spec(self) -> TensorSpec:
+        """As a runtime tensor: its type, and the per-tensor scale and zero point the I/O codec uses."""
+        scale = self.scale[0] if self.scale else None
+        zero = self.zero_point[0] if self.zero_point else None
+        return TensorSpec(self.name, tuple(self.shape), self.type.lower(), scale, zero)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("index", "name", "type", "shape", "shape_signature", "buffer")}

@@ -179,6 +179,10 @@ class FinetuneConfig:
     # soft targets mostly noise (p^(1/4) lifts 1e-7 to 0.02); T = 2 measured better on MNIST.
     temperature: float = setting(2.0, Rule("float", 0, MAX_TEMPERATURE, lo_open=True))
     keep_sparsity: bool = setting(True, Rule("bool"))  # re-apply the zeros of pruned kernels after every step
+    # A pruned or split recurrence errs at every time step and the damage compounds over the sequence:
+    # at train.learning_rate (5e-4) a GRU row model pruned to half its units recovered to 89 % in two
+    # epochs, at 3e-3 to 94 % (MNIST, from 97.9 %). Models with a recurrent layer fine-tune at this rate.
+    recurrent_learning_rate: float = setting(3e-3, Rule("float", 0, 1, lo_open=True))
     train: TrainConfig = field(default_factory=default_finetune_train)
 
     def __post_init__(self) -> None:

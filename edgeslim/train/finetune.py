@@ -17,6 +17,7 @@ every optimizer step.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import keras
@@ -143,7 +144,6 @@ def cached_teacher_model(
     computed once, enter as one more input, so the teacher does not run again in every step (on
     mnistnet3 it cost more than the compressed student's own training). Exactly what the teacher would
     have answered in the step: the inputs do not change between epochs."""
-    from dataclasses import replace
 
     logits = task == "classification" and outputs_probabilities(teacher)
 
@@ -204,7 +204,7 @@ def finetune(
     callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``config.epochs``; distil from ``teacher`` when given and enabled."""
-    config = config or FinetuneConfig()
+    config = _recurrent_rate(model, config or FinetuneConfig())
     if config.epochs == 0:
         raise EdgeslimError("finetune.epochs is 0: nothing to fine-tune", "set finetune epochs >= 1")
     check_compatible(model, dataset)
@@ -252,7 +252,23 @@ def finetune(
     )
     if why_not:
         result["not_distilled_because"] = why_not
+    result["learning_rate"] = config.train.learning_rate
     return TrainResult(model=model, history=history, metrics=result)
+
+
+def _recurrent_rate(model: keras.Model, config: FinetuneConfig) -> FinetuneConfig:
+    """``config`` with its ``recurrent_learning_rate`` as the rate when the model has a recurrent layer."""
+    if not _recurrent(model):
+        return config
+    return replace(config, train=replace(config.train, learning_rate=config.recurrent_learning_rate))
+
+
+def _recurrent(model: keras.Layer) -> bool:
+    return any(
+        isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional)
+        or (isinstance(layer, keras.Model) and _recurrent(layer))
+        for layer in getattr(model, "layers", [])
+    )
 
 
 def _why_not_distil(model: keras.Model, teacher: keras.Model, dataset: Dataset) -> str | None:

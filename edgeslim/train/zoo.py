@@ -96,48 +96,119 @@ def lenet5(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     return keras.Sequential(stack, name="lenet5")
 
 
-def dscnn(input_shape: tuple[int, ...], num_classes: int, filters: int = 64, blocks: int = 4) -> keras.Model:
-    """MLPerf Tiny keyword-spotting DS-CNN: a strided conv, then depthwise-separable blocks, BN, ReLU, GAP."""
+def _conv_bn_relu(x, layer: layers.Layer, name: str):
+    x = layer(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def _average_all(x, name: str):
+    """MLPerf Tiny's head pools the whole feature map with AveragePooling2D (an AVERAGE_POOL_2D op on
+    the device, not GlobalAveragePooling2D's MEAN), then flattens."""
+    x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]), name=name)(x)
+    return layers.Flatten(name="flatten")(x)
+
+
+def dscnn(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """MLPerf Tiny's keyword-spotting DS-CNN (49x10x1 MFCCs, 12 classes: 24,908 parameters): a 10x4
+    stride-2 conv, four depthwise-separable blocks of 64 channels, each conv with bias, BatchNorm and
+    ReLU; dropout, average pooling, softmax."""
+    l2 = keras.regularizers.L2(1e-4)
     inputs = keras.Input(input_shape)
-    x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name="conv1")(inputs)
-    x = layers.BatchNormalization(name="bn1")(x)
-    x = layers.ReLU(name="relu1")(x)
-    for i in range(1, blocks + 1):
-        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{i}")(x)
-        x = layers.BatchNormalization(name=f"dw{i}_bn")(x)
-        x = layers.ReLU(name=f"dw{i}_relu")(x)
-        x = layers.Conv2D(filters, 1, use_bias=False, name=f"pw{i}")(x)
-        x = layers.BatchNormalization(name=f"pw{i}_bn")(x)
-        x = layers.ReLU(name=f"pw{i}_relu")(x)
-    x = layers.Dropout(0.4, name="dropout")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = _conv_bn_relu(
+        inputs,
+        layers.Conv2D(64, (10, 4), strides=2, padding="same", kernel_regularizer=l2, name="conv1"),
+        "conv1",
+    )
+    x = layers.Dropout(0.2, name="dropout1")(x)
+    for i in range(1, 5):
+        dw = layers.DepthwiseConv2D(3, padding="same", depthwise_regularizer=l2, name=f"dw{i}")
+        x = _conv_bn_relu(x, dw, f"dw{i}")
+        x = _conv_bn_relu(x, layers.Conv2D(64, 1, kernel_regularizer=l2, name=f"pw{i}"), f"pw{i}")
+    x = layers.Dropout(0.4, name="dropout2")(x)
+    # The reference pools (H//2, W//2) of its ceil(H/2) x ceil(W/2) map: on 49x10 a 24x5 window, so its
+    # last row is left out. Kept as it is, so that its trained weights give its outputs.
+    window = (max(1, input_shape[0] // 2), max(1, input_shape[1] // 2))
+    x = layers.AveragePooling2D(pool_size=window, name="pool")(x)
+    x = layers.Flatten(name="flatten")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="output")(x)
     return keras.Model(inputs, outputs, name="dscnn")
 
 
-def resnet8(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """MLPerf Tiny's CIFAR-10 ResNet-8: three residual stacks (16, 32, 64 filters), BN, Add, GAP."""
+# MobileNetV1's depthwise-separable blocks as (stride, pointwise filters) at width multiplier 1.
+_MOBILENET_V1_BLOCKS = [(1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512)]
+_MOBILENET_V1_BLOCKS += [(1, 512)] * 5 + [(2, 1024), (1, 1024)]
+
+
+def mobilenet_v1_025(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """MLPerf Tiny's visual-wake-words MobileNetV1 at width 0.25 (96x96x3, 2 classes: 221,794
+    parameters): a 3x3 stride-2 conv of 8 channels, thirteen depthwise-separable blocks up to 256
+    channels, each conv with bias, BatchNorm and ReLU (not ReLU6); average pooling, softmax."""
     l2 = keras.regularizers.L2(1e-4)
+    init = "he_normal"
     inputs = keras.Input(input_shape)
-    x = layers.Conv2D(16, 3, padding="same", kernel_regularizer=l2, name="conv1")(inputs)
+    conv = layers.Conv2D(
+        8, 3, strides=2, padding="same", kernel_initializer=init, kernel_regularizer=l2, name="conv1"
+    )
+    x = _conv_bn_relu(inputs, conv, "conv1")
+    for i, (strides, filters) in enumerate(_MOBILENET_V1_BLOCKS, start=1):
+        dw = layers.DepthwiseConv2D(
+            3,
+            strides=strides,
+            padding="same",
+            depthwise_initializer=init,
+            depthwise_regularizer=l2,
+            name=f"dw{i}",
+        )
+        x = _conv_bn_relu(x, dw, f"dw{i}")
+        pw = layers.Conv2D(filters // 4, 1, kernel_initializer=init, kernel_regularizer=l2, name=f"pw{i}")
+        x = _conv_bn_relu(x, pw, f"pw{i}")
+    x = _average_all(x, "pool")
+    outputs = layers.Dense(num_classes, activation="softmax", name="output")(x)
+    return keras.Model(inputs, outputs, name="mobilenet_v1_025")
+
+
+def resnet8(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """MLPerf Tiny's CIFAR-10 ResNet-8 (32x32x3, 10 classes: 78,666 parameters): three residual
+    stacks (16, 32, 64 filters), BN, Add; average pooling over the whole map, softmax."""
+    l2 = keras.regularizers.L2(1e-4)
+    init = "he_normal"
+    inputs = keras.Input(input_shape)
+    x = layers.Conv2D(16, 3, padding="same", kernel_initializer=init, kernel_regularizer=l2, name="conv1")(
+        inputs
+    )
     x = layers.BatchNormalization(name="bn1")(x)
     x = layers.Activation("relu", name="relu1")(x)
     for stack, (filters, strides) in enumerate([(16, 1), (32, 2), (64, 2)], start=1):
         y = layers.Conv2D(
-            filters, 3, strides=strides, padding="same", kernel_regularizer=l2, name=f"s{stack}_conv1"
+            filters,
+            3,
+            strides=strides,
+            padding="same",
+            kernel_initializer=init,
+            kernel_regularizer=l2,
+            name=f"s{stack}_conv1",
         )(x)
         y = layers.BatchNormalization(name=f"s{stack}_bn1")(y)
         y = layers.Activation("relu", name=f"s{stack}_relu1")(y)
-        y = layers.Conv2D(filters, 3, padding="same", kernel_regularizer=l2, name=f"s{stack}_conv2")(y)
+        y = layers.Conv2D(
+            filters, 3, padding="same", kernel_initializer=init, kernel_regularizer=l2, name=f"s{stack}_conv2"
+        )(y)
         y = layers.BatchNormalization(name=f"s{stack}_bn2")(y)
         if strides != 1:  # the shortcut must match the block's new shape
             x = layers.Conv2D(
-                filters, 1, strides=strides, padding="same", kernel_regularizer=l2, name=f"s{stack}_short"
+                filters,
+                1,
+                strides=strides,
+                padding="same",
+                kernel_initializer=init,
+                kernel_regularizer=l2,
+                name=f"s{stack}_short",
             )(x)
         x = layers.Add(name=f"s{stack}_add")([x, y])
         x = layers.Activation("relu", name=f"s{stack}_relu2")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="output")(x)
+    x = _average_all(x, "pool")
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_initializer=init, name="output")(x)
     return keras.Model(inputs, outputs, name="resnet8")
 
 
@@ -198,6 +269,7 @@ MODELS: dict[str, Callable[[tuple[int, ...], int], keras.Model]] = {
     "lenet5": lenet5,
     "cifarnet": cifarnet,
     "dscnn": dscnn,
+    "mobilenet_v1_025": mobilenet_v1_025,
     "resnet8": resnet8,
     "digits_cnn": digits_cnn,
     "lstm_rows": lstm_rows,

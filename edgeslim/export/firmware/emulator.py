@@ -16,6 +16,7 @@ from edgeslim.errors import EdgeslimError
 
 RESULT_FILE = "result.txt"
 INPUTS_FILE = "inputs.bin"
+PROBE_FILE = "probe.bin"  # an arena size for the harness to try, and nothing else
 
 
 class FirmwareRunError(RuntimeError):
@@ -30,8 +31,8 @@ class FirmwareRunError(RuntimeError):
 class RunReport:
     calibration: tuple[int, int] = (0, 0)  # instructions, ticks
     arena_capacity: int = 0
-    arena_min: int = 0
     arena_used: int = 0
+    probe: tuple[int, bool] | None = None  # (arena bytes, whether AllocateTensors() succeeded)
     io: tuple[int, int] = (0, 0)
     samples: list[tuple[int, bytes]] = field(default_factory=list)  # (ticks, output bytes)
     stack_used: int = 0
@@ -101,8 +102,8 @@ def parse_report(text: str) -> RunReport:
             report.calibration = (int(rest[0]), int(rest[1]))
         elif word == "arena_capacity":
             report.arena_capacity = int(rest[0])
-        elif word == "arena_min":
-            report.arena_min = int(rest[0])
+        elif word == "probe":
+            report.probe = (int(rest[0]), rest[1] == "1")
         elif word == "arena_used":
             report.arena_used = int(rest[0])
         elif word == "io":

@@ -3,10 +3,13 @@
 Two ways to run:
 - with ``package_dir`` (an exported C package, as it ships): one build with the package's own
   ``kTensorArenaSize``, one run on every sample;
-- from the ``.tflite`` bytes alone: a build with a large arena measures (the minimum arena by
-  bisection on the target, the outputs, the instructions), then a second build with the measured
-  arena (plus ``arena_margin`` when given) runs the first sample again and gives the flash and RAM
-  figures of a firmware that needs no more than that.
+- from the ``.tflite`` bytes alone: a build with a large arena measures (the arena used, the
+  outputs, the instructions), then a second build with the minimum arena (plus ``arena_margin`` when
+  given) runs the first sample again and gives the flash and RAM figures of a firmware that needs no
+  more than that.
+
+The minimum arena is found by bisection on the target, one run per size tried (``minimum_arena``), so
+that a kernel that faults in a too-small arena ends only that trial.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from edgeslim.export.firmware.builder import (
     compiler_version,
     target_flags,
 )
-from edgeslim.export.firmware.emulator import INPUTS_FILE, FirmwareRunError, RunReport, run_elf
+from edgeslim.export.firmware.emulator import INPUTS_FILE, PROBE_FILE, FirmwareRunError, RunReport, run_elf
 from edgeslim.export.firmware.library import cached_library, ensure_library
 from edgeslim.export.firmware.machines import DEFAULT_MACHINE, resolve_machine
 from edgeslim.export.firmware.result import FirmwareResult
@@ -115,11 +118,12 @@ def run_firmware(
             with clock.build():
                 final = builder.link(objects, package, None, "firmware")
             measured = last = _run(builder, final, folder, timeout, clock, shipped=True)
+            arena_min = minimum_arena(builder, final, folder, measured, timeout, clock)
         else:
             with clock.build():
                 probe = builder.link(objects, package, MEASURE_ARENA_BYTES, "measure")
             measured = _run(builder, probe, folder, timeout, clock, shipped=False)
-            arena = measured.arena_min
+            arena = arena_min = minimum_arena(builder, probe, folder, measured, timeout, clock)
             if arena_margin is not None:
                 from edgeslim.export.mcu_arena import recommended_arena
 
@@ -145,7 +149,7 @@ def run_firmware(
         model_bytes=final.split["model"]["text"],
         runtime_text_bytes=final.split["tflm"]["text"],
         arena_used_bytes=measured.arena_used,
-        arena_min_bytes=measured.arena_min,
+        arena_min_bytes=arena_min,
         arena_linked_bytes=last.arena_capacity,
         stack_used_bytes=last.stack_used,
         instructions_per_inference=int(np.median(instructions)),
@@ -166,7 +170,7 @@ def raw_inputs(info: TFLiteModelInfo, inputs: np.ndarray | None) -> np.ndarray |
     """The samples as the input tensor's own type, shape (N, *input shape without the batch)."""
     if inputs is None:
         return None
-    from edgeslim.runtime.spec import Codec, TensorSpec
+    from edgeslim.runtime.spec import Codec
 
     tensor = info.tensors[info.inputs[0]]
     dtype, trailing = np.dtype(tensor.type.lower()), tuple(tensor.shape[1:])
@@ -179,8 +183,7 @@ def raw_inputs(info: TFLiteModelInfo, inputs: np.ndarray | None) -> np.ndarray |
             "pass the samples with the model's input shape",
         )
     if x.dtype.kind == "f" and tensor.scale:
-        spec = TensorSpec(tensor.name, tuple(tensor.shape), dtype.name, tensor.scale[0], tensor.zero_point[0])
-        return Codec(spec).encode(x.astype(np.float32))
+        return Codec(tensor.spec()).encode(x.astype(np.float32))
     if x.dtype != dtype:
         raise EdgeslimError(
             f"firmware inputs are {x.dtype}, the model's input is {dtype}", "pass float or the input's type"
@@ -220,9 +223,60 @@ def _run(
                 f"({exc.report.arena_capacity:,} B)",
                 "re-export the C package, or choose a board with more RAM",
             ) from None
+        if exc.report.error.startswith(("error abort", "error halted")):
+            raise EdgeslimError(
+                f"TFLite Micro stopped on a failed internal check while running the model on "
+                f"{builder.machine.machine}",
+                "TFLite Micro's Python interpreter (edgeslim eval --backend tflm) should fail the same way; "
+                "look for degenerate quantization (activation scales near zero: outputs that vanish)",
+            ) from None
         raise
     clock.run_seconds += report.seconds
     return report
+
+
+PROBE_SLACK = 64  # below arena_used_bytes(): allocation padding only, so the search starts this close
+
+
+def minimum_arena(
+    builder: FirmwareBuilder, linked: Linked, folder: Path, measured: RunReport, timeout: float, clock: _Clock
+) -> int:
+    """The smallest arena AllocateTensors() accepts on the target, by bisection in separate runs.
+
+    The answer lies at or just above the interpreter's own count with the whole arena (``measured``);
+    the search widens both ways until a size fails and a size works, so it never trusts that guess."""
+
+    def allocates(size: int) -> bool:
+        (folder / PROBE_FILE).write_bytes(int(size).to_bytes(4, "little"))
+        try:
+            report = run_elf(builder.toolchain.qemu, builder.machine.machine, linked.elf, folder, timeout)
+        except FirmwareRunError as exc:
+            if exc.report.error.startswith(("fault", "error allocate", "error abort")):
+                return False  # a kernel that wrote outside a too-small arena: too small
+            raise
+        finally:
+            (folder / PROBE_FILE).unlink(missing_ok=True)
+        clock.run_seconds += report.seconds
+        if report.probe is None or report.probe[0] != size:
+            raise FirmwareRunError(f"the firmware did not answer the arena probe of {size} B", report)
+        return report.probe[1]
+
+    used, capacity = measured.arena_used, measured.arena_capacity
+    works = min(used + PROBE_SLACK, capacity)
+    while not allocates(works):  # the padding guess was short: widen the step up to the capacity
+        if works >= capacity:
+            raise FirmwareRunError(f"the arena of {works:,} B no longer allocates", RunReport())
+        works = min(capacity, works + 2 * (works - used) + PROBE_SLACK)
+    fails = max(0, used - PROBE_SLACK)
+    while fails > 0 and allocates(fails):
+        works, fails = fails, max(0, fails - 2 * (works - fails))
+    while works - fails > 1:
+        mid = (works + fails) // 2
+        if allocates(mid):
+            works = mid
+        else:
+            fails = mid
+    return works
 
 
 def _write_inputs(folder: Path, raw: np.ndarray | None) -> None:

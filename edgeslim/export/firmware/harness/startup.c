@@ -15,6 +15,7 @@ extern void (*__init_array_end[])(void);
 int main(void);
 void SysTick_Handler(void);  // the harness counts SysTick wraps (main.cc)
 void edgeslim_report_fault(uint32_t cfsr, uint32_t hfsr, uint32_t address);
+void edgeslim_report_abort(int code);
 
 // Static C++ objects register their destructors against this handle; they never run here.
 void* __dso_handle = 0;
@@ -67,6 +68,20 @@ void Fault_Handler(void) {
 }
 
 void Default_Handler(void) { Fault_Handler(); }
+
+// TFLite Micro's failed checks (TFLITE_ABORT) call abort(); newlib's nosys _exit would then spin
+// forever, and the host would wait for its timeout. Both end the run at once, saying so.
+void abort(void) {
+  edgeslim_report_abort(134);
+  semihost_exit(0);
+  __builtin_unreachable();  // semihost_exit spins if the host does not stop the board
+}
+
+void _exit(int code) {
+  edgeslim_report_abort(code);
+  semihost_exit(0);
+  __builtin_unreachable();
+}
 
 __attribute__((section(".isr_vector"), used)) void (*const g_vector_table[16])(void) = {
     (void (*)(void))__stack_top__,

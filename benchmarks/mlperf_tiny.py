@@ -1,0 +1,151 @@
+"""The four MLPerf Tiny reference architectures from the zoo, measured as edgeslim deploys them, side by
+side with MLPerf Tiny's own int8 reference files run through the same firmware.
+
+Random weights (seed 0), BatchNorm statistics of random data, random calibration data: sizes, arenas
+and instruction counts do not depend on what the weights learned; accuracies do, so none is quoted.
+Each architecture is exported int8 to the mcu target with --firmware (TFLite Micro reference kernels
+on QEMU's Cortex-M4). Each reference `.tflite` of mlcommons/tiny (benchmark/training/*/trained_models/)
+runs through `edgeslim firmware`'s code: give the folder holding the four files (named as in the
+repository) as the first argument; without it, only edgeslim's exports are measured.
+
+    python benchmarks/mlperf_tiny.py [FOLDER_WITH_REFERENCE_TFLITE_FILES]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from results import markdown_table, update_section
+
+# name, zoo builder, input shape, classes, the reference int8 file (mlcommons/tiny)
+MODELS = [
+    ("keyword spotting", "dscnn", (49, 10, 1), 12, "kws_ref_model.tflite"),
+    ("visual wake words", "mobilenet_v1_025", (96, 96, 3), 2, "vww_96_int8.tflite"),
+    ("image classification", "resnet8", (32, 32, 3), 10, "pretrainedResnet_quant.tflite"),
+    ("anomaly detection", "autoencoder", (640,), 0, "ad01_int8.tflite"),
+]
+
+
+def dataset(shape: tuple[int, ...], classes: int):  # noqa: ANN201 - an edgeslim Dataset
+    from edgeslim.data.dataset import Dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.random((260, *shape), dtype=np.float32)
+    if classes == 0:  # the autoencoder reconstructs its input
+        return Dataset("random", x[:200], x[:200], x[200:230], x[200:230], x[230:], x[230:], [],
+                       task="reconstruction")  # fmt: skip
+    y = rng.integers(0, classes, len(x))
+    names = [f"c{i}" for i in range(classes)]
+    return Dataset("random", x[:200], y[:200], x[200:230], y[200:230], x[230:], y[230:], names)
+
+
+def settle_batchnorm(model, x: np.ndarray) -> None:  # noqa: ANN001 - a keras.Model
+    """BatchNorm statistics of the data, as training leaves them: with a fresh layer's (mean 0, variance
+    1) a deep random network's activations shrink layer by layer (MobileNet's to scales near 1e-9),
+    which is no model anyone deploys."""
+    import keras
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0  # one training-mode pass sets the moving statistics to the batch's
+    model(x, training=True)
+    for layer in norms:
+        layer.momentum = 0.99
+
+
+def ours(builder: str, shape: tuple[int, ...], classes: int, out: Path) -> dict:
+    from edgeslim.analysis.keras_model import analyze_keras
+    from edgeslim.export import export_model
+    from edgeslim.train.zoo import build_model
+
+    model = build_model(builder, shape, classes)
+    stats = analyze_keras(model)
+    data = dataset(shape, classes)
+    settle_batchnorm(model, data.x_train[:128])
+    [artifact] = export_model(
+        model, data, "mcu", out_dir=out, board="stm32l4r5", calib_samples=100, verify=False, firmware=True,
+        firmware_samples=4,
+    )  # fmt: skip
+    mcu = artifact.sidecar["mcu"]
+    fw = mcu["firmware"]
+    return {
+        "params": stats.total_params,
+        "macs": stats.total_macs,
+        "deployed_macs": stats.deployed_macs,
+        "bytes": artifact.sidecar["bytes"],
+        "arena_host": mcu["arena_host_bytes"],
+        "arena_target": mcu["arena_bytes"],
+        "flash": fw["flash_bytes"],
+        "instructions": fw["instructions_per_inference"],
+        "per_channel": (mcu.get("per_channel_cost") or {}).get("flash_bytes", 0),
+    }
+
+
+def reference(path: Path) -> dict:
+    from edgeslim.export.firmware import run_firmware
+
+    result = run_firmware(path, "cortex-m4")
+    return {
+        "bytes": path.stat().st_size,
+        "arena_target": result.arena_min_bytes,
+        "flash": result.flash_bytes,
+        "instructions": result.instructions_per_inference,
+    }
+
+
+def _both(mine: dict, ref: dict | None, key: str) -> str:
+    """edgeslim's figure, then the MLPerf file's where it was measured."""
+    return f"{mine[key]:,}" + (f" / {ref[key]:,}" if ref else "")
+
+
+def main() -> None:
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgeslim-mlperf-") as tmp:
+        for task, builder, shape, classes, ref_name in MODELS:
+            mine = ours(builder, shape, classes, Path(tmp) / builder)
+            ref = reference(folder / ref_name) if folder and (folder / ref_name).is_file() else None
+            print(task, mine, ref, flush=True)
+            rows.append([
+                f"{task} (`{builder}`, {'x'.join(map(str, shape))})",
+                f"{mine['params']:,}",
+                f"{mine['macs']:,} / {mine['deployed_macs']:,}",
+                _both(mine, ref, "bytes"),
+                f"{mine['arena_host']:,} / " + _both(mine, ref, "arena_target"),
+                _both(mine, ref, "flash"),
+                _both(mine, ref, "instructions"),
+                f"{mine['per_channel']:,}",
+            ])  # fmt: skip
+    headers = [
+        "model",
+        "parameters",
+        "multiplications: all / deployed (BN folded)",
+        "int8 bytes: edgeslim / MLPerf file",
+        "arena: host / Cortex-M4 / MLPerf file on M4",
+        "firmware flash: edgeslim / MLPerf file",
+        "instructions per inference: edgeslim / MLPerf file",
+        "per-channel cost in the file (B)",
+    ]
+    text = "## MLPerf Tiny reference architectures (`benchmarks/mlperf_tiny.py`)\n\n"
+    text += (
+        "The zoo's `dscnn`, `mobilenet_v1_025`, `resnet8` and `autoencoder` at MLPerf Tiny's input shapes, "
+        "random weights (seed 0), BatchNorm statistics and calibration from random data: parameters "
+        "equal the reference models' "
+        "(24,908; 221,794; 78,666; 269,992). Each is exported int8 (per channel) to the mcu target with "
+        "`--firmware` (TFLite Micro reference kernels, QEMU Cortex-M4, `-icount`). The MLPerf columns run "
+        "MLPerf Tiny's own int8 files (mlcommons/tiny, `benchmark/training/*/trained_models/`: "
+        "`kws_ref_model.tflite`, `vww_96_int8.tflite`, `pretrainedResnet_quant.tflite`, `ad01_int8.tflite`) "
+        "through the same harness (`edgeslim firmware FILE`). Instructions are QEMU's executed instructions, "
+        "not cycles. The anomaly-detection reference file is per tensor: per-channel int8 costs its arena "
+        "14.9 KB more (the sidecar's `per_channel_cost` says so).\n\n"
+    )
+    text += markdown_table(headers, rows)
+    update_section("mlperf_tiny", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
