@@ -42,24 +42,10 @@ def dataset(shape: tuple[int, ...], classes: int):  # noqa: ANN201 - an edgeslim
     return Dataset("random", x[:200], y[:200], x[200:230], y[200:230], x[230:], y[230:], names)
 
 
-def settle_batchnorm(model, x: np.ndarray) -> None:  # noqa: ANN001 - a keras.Model
-    """BatchNorm statistics of the data, as training leaves them: with a fresh layer's (mean 0, variance
-    1) a deep random network's activations shrink layer by layer (MobileNet's to scales near 1e-9),
-    which is no model anyone deploys."""
-    import keras
-
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in norms:
-        layer.momentum = 0.0  # one training-mode pass sets the moving statistics to the batch's
-    model(x, training=True)
-    for layer in norms:
-        layer.momentum = 0.99
-
-
 def ours(builder: str, shape: tuple[int, ...], classes: int, out: Path) -> dict:
     from edgeslim.analysis.keras_model import analyze_keras
     from edgeslim.export import export_model
-    from edgeslim.train.zoo import build_model
+    from edgeslim.train.zoo import build_model, settle_batchnorm
 
     model = build_model(builder, shape, classes)
     stats = analyze_keras(model)

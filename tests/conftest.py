@@ -34,6 +34,7 @@ SLOW_FILES = (
     "test_zoo_rows.py",
     "test_pipeline.py",
     "test_recurrent.py",
+    "test_mlperf_tiny.py",
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import keras
 from keras import layers
@@ -280,6 +281,20 @@ ANY_SHAPE = {"lstm_rows", "autoencoder"}  # builders that check the input's rank
 
 if set(MODELS) != set(ZOO_NAMES):  # the Keras-free name list must not drift from the builders
     raise RuntimeError(f"internal error: zoo builders {sorted(MODELS)} != zoo names {sorted(ZOO_NAMES)}")
+
+
+def settle_batchnorm(model: keras.Model, x: Any) -> None:
+    """Give every BatchNorm the statistics of ``x``, as training would: an untrained deep model keeps
+    a fresh layer's (mean 0, variance 1), and its activations then shrink layer by layer (MobileNet's
+    to quantization scales near 1e-9, which TFLite Micro refuses). For measuring untrained
+    architectures (sizes, arenas, instructions) as they would deploy."""
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, layers.BatchNormalization)]
+    saved = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0  # one training-mode pass sets the moving statistics to the batch's
+    model(x, training=True)
+    for layer, momentum in zip(norms, saved, strict=True):
+        layer.momentum = momentum
 
 
 def build_model(
