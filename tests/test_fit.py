@@ -59,6 +59,20 @@ def test_statistics():
     assert result["loss_points"] == 0.0 and result["mcnemar_p"] == 1.0  # 5 lost, 5 won
 
 
+def test_paired_interval_and_mcnemar_against_published_examples():
+    """Newcombe (1998), Table II, example (a=12, b=9, c=2, d=21), method 10: 0.0112 to 0.2954. Altman et
+    al., Statistics with Confidence (2000), Table 6.2 (14, 5, 0, 22): exact McNemar p = 2 x 0.5^5."""
+    from edgeslim.fit.stats import newcombe_paired
+
+    low, high = newcombe_paired(12, 9, 2, 21)
+    assert low == pytest.approx(0.0112, abs=5e-5) and high == pytest.approx(0.2954, abs=5e-5)
+    assert mcnemar(5, 0) == pytest.approx(0.0625)
+    # No disagreement on 800 samples is not certainty: the interval keeps a width (Wald's was [0, 0]).
+    same = compare([True] * 780 + [False] * 20, [True] * 780 + [False] * 20)
+    low, high = same["loss_ci95_points"]
+    assert same["loss_points"] == 0.0 and low < -0.3 and high > 0.3
+
+
 @pytest.fixture(scope="module")
 def space(digits_model):
     graph = ModelGraph(digits_model)
@@ -142,6 +156,8 @@ def test_fit_finds_a_model_within_the_budget(fit_run, digits_model_path, digits)
     best = fit["best"]
     assert best is not None and (out / best["artifact"]).is_file() and (out / best["model"]).is_file()
     assert best["bytes"] <= 24 * 1024 or not fit["fits"]
+    if fit["fits"]:  # a measured fact: the winner's own export meets the budget again
+        assert best["final_measured"]["max_flash"] == best["bytes"] <= 24 * 1024 and not best["final_over"]
     assert best["test"]["samples"] == len(digits.y_test)  # the test split, read once, for the winner
     assert 0 <= best["test"]["mcnemar_p"] <= 1
     for name in ("report.json", "report.md", "report.html", "plots/trials.png", "plots/sensitivity.png"):
@@ -154,6 +170,20 @@ def test_a_second_fit_reuses_the_sensitivity(fit_run, digits_model_path, tmp_pat
     code, second = run_fit(digits_model_path, tmp_path / "again", "--max-trials", "1")
     assert code in (0, 1) and second["sensitivity_cached"] and second["sensitivity"] == first["sensitivity"]
     assert second["seconds"] < first["seconds"]
+
+
+def test_no_cache_measures_again(digits, tmp_path, monkeypatch):
+    """`--no-cache` (reuse=False): the cached table is ignored, and filled again."""
+    from edgeslim.fit.executor import make_executor
+    from edgeslim.fit.search import _sensitivity
+
+    monkeypatch.setenv("EDGESLIM_FIT_CACHE", str(tmp_path / "cache"))
+    executor = make_executor(None, None)
+    shared = (executor.share(b"model"), executor.share(digits))
+    args = (b"model", digits, [], executor, shared, 0.9, lambda message: None)
+    first, cached = _sensitivity(*args, True)
+    assert not cached and _sensitivity(*args, True) == (first, True)
+    assert _sensitivity(*args, False) == (first, False)
 
 
 def test_fit_mistakes_exit_2_with_one_line(digits_model_path, tmp_path, capsys):
@@ -280,3 +310,59 @@ def test_ray_cluster_gives_the_in_process_plan(fit_run, digits_model_path, tmp_p
     assert remote["executor"]["kind"] == "ray" and remote["executor"]["workers"] == 2, remote["executor"]
     assert remote["sensitivity"]["accuracy"] == local["sensitivity"]["accuracy"]
     assert [t["plan"] for t in remote["trials"]][:1] == [t["plan"] for t in local["trials"]][:1]
+
+
+def test_an_upgrade_never_reuses_what_older_code_cached(monkeypatch, digits):
+    """Pipeline steps, sensitivity tables and trial history are keyed by the code and tool versions."""
+    import edgeslim
+    from edgeslim.fit.history import history_dir
+    from edgeslim.fit.sensitivity import cache_key
+    from edgeslim.fit.trial import TrialSettings
+    from edgeslim.pipeline.rundir import step_key
+
+    def keys() -> tuple[str, str, str]:
+        settings = TrialSettings(target="mcu")
+        return (
+            step_key({"train": 1}, "x"),
+            cache_key(b"model", digits, []),
+            str(history_dir(b"m", "d", settings)),
+        )
+
+    before = keys()
+    assert keys() == before  # stable within one version: a rerun reuses
+    monkeypatch.setattr(edgeslim, "__version__", "99.0.0")
+    after = keys()
+    assert all(a != b for a, b in zip(before, after, strict=True))
+
+
+def test_fits_is_a_measured_fact():
+    """Over the limit, not measured, or not exported: never "fits", and the binding constraint is said."""
+    from edgeslim.fit import _measured_fit
+    from edgeslim.fit.search import over_budget
+
+    over, unknown = over_budget(
+        {"max_flash": 100.0, "max_arena": 50.0}, {"max_flash": 120.0, "max_arena": None}
+    )
+    assert over == {"max_flash": pytest.approx(0.2)} and unknown == ["max_arena"]
+    met = {"meets_budget": True, "within_loss": True}
+    good = {"evaluation": met, "artifact": "a.tflite", "final_over": {}, "final_unknown": []}
+    assert _measured_fit(good, []) == (True, [])
+    assert _measured_fit(good | {"final_over": {"max_flash": 0.01}}, []) == (False, ["max_flash"])
+    assert _measured_fit(good | {"final_unknown": ["max_arena"]}, []) == (False, ["max_arena (not measured)"])
+    refused = {"evaluation": met, "artifact": None, "export_error": "does not fit board x"}
+    fits, binding = _measured_fit(refused, [])
+    assert not fits and "does not fit board x" in binding[0]
+    lossy = good | {"evaluation": {"meets_budget": True, "within_loss": False}}
+    assert _measured_fit(lossy, ["loss"]) == (False, ["loss"])
+
+
+def test_a_reconstruction_model_is_refused_with_one_line(tmp_path, capsys):
+    """Fit's loss is accuracy points: an autoencoder is refused before any work (exit 2), not scored
+    by argmax as if it were a classifier."""
+    from edgeslim.train.zoo import build_model
+
+    path = tmp_path / "autoencoder.keras"
+    build_model("autoencoder", (8, 8, 1), 0).save(path)
+    code = main(["fit", str(path), "--max-flash", "8KB", "--out", str(tmp_path / "fit")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("error:") == 1 and "reconstruction model" in err and "Traceback" not in err

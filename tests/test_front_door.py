@@ -203,7 +203,7 @@ def test_the_report_lists_only_the_steps_of_this_run(small_run, tmp_path):
     assert all(name.split("/")[0] != "gpu" for name in report["pareto"])
 
 
-def test_compress_then_export_honours_the_recipe(digits_model_path, tmp_path):
+def test_compress_then_export_honours_the_recipe(digits_model_path, tmp_path, capsys):
     out = tmp_path / "compressed"
     assert main(["compress", str(digits_model_path), "--stage", "quantize:per_channel=false,io_dtype=uint8",
                  "--out", str(out), "--quiet"]) == 0  # fmt: skip
@@ -217,6 +217,18 @@ def test_compress_then_export_honours_the_recipe(digits_model_path, tmp_path):
                  "--out", str(tmp_path / "pc"), "--verify-samples", "64", "--json"]) == 0  # fmt: skip
     per_channel = json.loads((tmp_path / "pc" / "model_int8.tflite.json").read_text())
     assert per_channel["bytes"] > sidecar["bytes"]  # a per-channel file carries a scale per channel
+    assert (
+        per_channel["recipe_overrides"] == ["per_channel: False -> True"]
+        and sidecar["recipe_overrides"] == []
+    )
+    # Naming the mode changes the mode only: the saved per-tensor scheme and uint8 I/O stay.
+    assert main(["export", str(model), "--target", "cpu", "--format", "tflite", "--quant", "int8",
+                 "--out", str(tmp_path / "q"), "--verify-samples", "64"]) == 0  # fmt: skip
+    named = json.loads((tmp_path / "q" / "model_int8.tflite.json").read_text())
+    assert named["quant_recipe"] == sidecar["quant_recipe"] and named["bytes"] == sidecar["bytes"]
+    assert main(["export", str(model), "--target", "cpu", "--format", "tflite", "--quant", "float16",
+                 "--out", str(tmp_path / "f"), "--verify-samples", "64"]) == 0  # fmt: skip
+    assert "overrides the model's saved quantization recipe: mode: int8 -> float16" in capsys.readouterr().err
 
 
 def test_removing_dead_filters_is_lossless(digits):

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeslim.cli.app import app, console, hold_folder, print_json
+from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
 
 
@@ -135,6 +135,15 @@ def _report(artifacts: list[Any], json_output: bool) -> None:
             _notes(a.sidecar),
         )
     console.print(table)
+    overrides = next(
+        (a.sidecar["recipe_overrides"] for a in artifacts if a.sidecar.get("recipe_overrides")), []
+    )
+    if overrides:
+        console.print(
+            f"note: this export overrides the model's saved quantization recipe: {esc('; '.join(overrides))}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _pct(value: float | None) -> str:

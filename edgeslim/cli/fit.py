@@ -61,6 +61,13 @@ def fit(
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print fit.json's summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            help="Reuse the cached sensitivity table and earlier fits' trials of this model, data and "
+            "edgeslim version (--no-cache measures everything again)."
+        ),
+    ] = True,
 ) -> None:
     """Search pruning, low-rank, separable and int8 levels per layer for the most accurate model that fits.
 
@@ -97,6 +104,7 @@ def fit(
         firmware=firmware,
         unsafe_load=unsafe_load,
         notify=notify,
+        reuse_cache=cache,
     )
     if json_output:
         fit_json = result.report

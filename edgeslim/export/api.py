@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeslim.atomic import sha256_file, write_bytes
 from edgeslim.errors import EdgeslimError
-from edgeslim.export.artifact import SIDECAR_VERSION, Artifact, file_facts, tool_versions
+from edgeslim.export.artifact import SIDECAR_VERSION, Artifact, file_facts
 from edgeslim.export.keras_graph import input_specs
 from edgeslim.export.registry import FORMATS, TARGETS
 from edgeslim.export.target import ExportContext, Plan, Target
@@ -20,6 +20,7 @@ from edgeslim.export.verify import DEFAULT_FLOOR, keras_reference, verify_artifa
 from edgeslim.limits import MAX_CALIB_SAMPLES, MAX_FIRMWARE_SAMPLES, MAX_VERIFY_SAMPLES
 from edgeslim.recipe import QuantRecipe, parse_quant
 from edgeslim.runtime import load
+from edgeslim.versions import tool_versions
 
 if TYPE_CHECKING:
     import keras
@@ -66,7 +67,9 @@ def export_model(
 
     ``quant``: a mode (float32, float16, dynamic, int8, int16x8), a recipe dict or a QuantRecipe; with
     ``None`` the recipe saved with the model file (by a quantize stage) applies where the target takes its
-    mode, else the target's default mode per format. ``calib_samples``, ``io_dtype`` and ``per_channel``
+    mode, else the target's default mode per format. A mode name changes only the saved recipe's mode;
+    a dict or QuantRecipe replaces it. What the export changed of the saved recipe is listed in the
+    sidecar's ``recipe_overrides``. ``calib_samples``, ``io_dtype`` and ``per_channel``
     override the recipe's (None keeps it; without a recipe: 200 samples, int8 I/O, per channel).
     ``verify_samples`` caps the test samples
     used for verification (None: the whole test set). An artifact whose argmax agreement with Keras
@@ -96,7 +99,7 @@ def export_model(
         if value is not None and (bad_type or not 1 <= value <= most):
             raise EdgeslimError(f"{option} must be an integer from 1 to {most:,}, got {value}")
     source = _source(model, source_path)
-    saved = _saved_recipe(model, source_path) if quant is None else None
+    saved = _saved_recipe(model, source_path)
     if isinstance(model, str | Path):
         from edgeslim.modelio import load_keras_model
 
@@ -104,7 +107,7 @@ def export_model(
     _check_dataset(model, dataset)
     format_names = [formats] if isinstance(formats, str) else formats
     overrides = {"calib_samples": calib_samples, "io_dtype": io_dtype, "per_channel": per_channel}
-    base, mode_given = _resolve_recipe(quant, saved, overrides, calibration, chosen, format_names)
+    base, mode_given, overridden = _resolve_recipe(quant, saved, overrides, calibration, chosen, format_names)
     plans = chosen.plan(format_names, base, mode_given, FORMATS)
 
     out = Path(out_dir)
@@ -121,6 +124,7 @@ def export_model(
         "class_names": list(dataset.class_names),
         "dataset": dataset.name,
         "tool_versions": tool_versions(),
+        "recipe_overrides": overridden,  # what of the model's saved recipe this export changed
     }
     artifacts = [_export_one(model, plan, chosen, context, common, name) for plan in plans]
     failed = [a for a in artifacts if not a.passed]
@@ -193,24 +197,42 @@ def _resolve_recipe(
     calibration: str,
     target: Target,
     formats: list[str] | None,
-) -> tuple[QuantRecipe, bool]:
-    """(the recipe, whether its mode was chosen rather than left to the target).
+) -> tuple[QuantRecipe, bool, list[str]]:
+    """(the recipe, whether its mode was chosen rather than left to the target, what of the model's saved
+    recipe was overridden).
 
-    A saved recipe's mode applies only where every format the target writes takes it (an mcu export of
-    a float16 model still writes int8); its other settings (per channel, I/O type, samples) always do.
+    A mode name (``--quant int8``) changes the saved recipe's mode only: its per-channel scheme, I/O type
+    and samples stay, unless given too; a recipe dict or QuantRecipe replaces it whole. A saved recipe's
+    mode applies only where every format the target writes takes it (an mcu export of a float16 model
+    still writes int8); its other settings (per channel, I/O type, samples) always do.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
-    if quant is not None:
+    if quant is not None and not (isinstance(quant, str) and saved is not None):
         recipe = parse_quant(
             quant, calibration=calibration, **{k: v for k, v in given.items() if k != "per_channel"}
         )
         assert recipe is not None
-        return (replace(recipe, per_channel=given["per_channel"]) if "per_channel" in given else recipe), True
+        recipe = replace(recipe, per_channel=given["per_channel"]) if "per_channel" in given else recipe
+        return recipe, True, _overridden(saved, recipe)
     if saved is not None:
-        recipe = replace(saved, calibration=calibration, **given)
+        mode = {"mode": saved.with_mode(quant).mode} if quant is not None else {}
+        recipe = replace(saved, calibration=calibration, **given, **mode)
         names = formats or list(target.defaults)
-        return recipe, all(recipe.mode in target.allowed.get(n, ()) for n in names)
-    return QuantRecipe("int8", calibration=calibration, **given), False
+        chosen = quant is not None or all(recipe.mode in target.allowed.get(n, ()) for n in names)
+        return recipe, chosen, _overridden(saved, recipe)
+    return QuantRecipe("int8", calibration=calibration, **given), False, []
+
+
+def _overridden(saved: QuantRecipe | None, recipe: QuantRecipe) -> list[str]:
+    """``field: saved -> used`` for each setting of the model's saved recipe the export changes."""
+    if saved is None:
+        return []
+    fields = ("mode", "per_channel", "io_dtype", "calib_samples")
+    return [
+        f"{name}: {getattr(saved, name)} -> {getattr(recipe, name)}"
+        for name in fields
+        if getattr(saved, name) != getattr(recipe, name)
+    ]
 
 
 def _source(model: Any, source_path: str | Path | None) -> dict[str, Any]:

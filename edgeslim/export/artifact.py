@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.metadata
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,17 +12,6 @@ from edgeslim.atomic import write_json
 from edgeslim.runtime.sidecar import sidecar_path
 
 SIDECAR_VERSION = 1
-_TOOLS = (
-    "edgeslim",
-    "tensorflow",
-    "keras",
-    "tf2onnx",
-    "onnx",
-    "onnxruntime",
-    "ai-edge-litert",
-    "tflite-micro",
-    "numpy",
-)
 
 
 @dataclass
@@ -57,13 +44,3 @@ def file_facts(data: bytes) -> dict[str, Any]:
         "gzip_bytes": len(gzip.compress(data, compresslevel=9, mtime=0)),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-
-
-def tool_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in _TOOLS:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions

@@ -79,6 +79,7 @@ def fit_model(
     firmware: bool = False,
     unsafe_load: bool = False,
     notify: Any = None,
+    reuse_cache: bool = True,
 ) -> FitResult:
     """Search for the most accurate compressed model that meets ``budget``; see the module docstring."""
     from edgeslim.fit.executor import check_executor, make_executor
@@ -100,6 +101,7 @@ def fit_model(
     model_path, out = Path(model_path), Path(out_dir)
     model = load_keras_model(model_path, unsafe=unsafe_load)
     check_compatible(model, dataset)
+    check_supported(model, dataset)
     model_file = model_path.read_bytes()
     settings = TrialSettings(
         budget.target, budget.board, finetune_epochs=finetune_epochs, seed=seed, firmware=firmware
@@ -125,14 +127,14 @@ def fit_model(
         (out / "fit.json").unlink(missing_ok=True)
         try:
             search = (model, model_file, dataset, budget, techniques, settings, executor, out, max_trials)
-            state, _ = run_search(*search, notify, found)
+            state, _ = run_search(*search, notify, found, reuse=reuse_cache)
         finally:
             executor.close()
         winner, binding = _choose(state)
         report |= _progress(found) | {"best": None, "fits": False, "binding": binding}
         if winner is not None:
-            report["best"] = _finish(winner, state, model, dataset, budget, out, firmware, notify)
-            report["fits"] = bool(report["best"]["evaluation"]["within_loss"])
+            report["best"] = best = _finish(winner, state, model, dataset, budget, out, firmware, notify)
+            report["fits"], report["binding"] = _measured_fit(best, binding)
         report["seconds"] = time.perf_counter() - began
         write_json(out / "fit.json", report)
     except KeyboardInterrupt:
@@ -191,7 +193,38 @@ def _choose(state: Any) -> tuple[Any, list[str]]:
     if not measured:
         return None, ["every trial failed" if pairs else "no trial ran"]
     closest = min(measured, key=lambda p: sum(p[1]["over"].values()))
-    return closest, sorted(closest[1]["over"])
+    return closest, sorted(closest[1]["over"]) + [
+        f"{k} (not measured)" for k in closest[1].get("unknown", [])
+    ]
+
+
+def check_supported(model: Any, dataset: Any) -> None:
+    """Fit judges a loss in accuracy points by argmax: a classifier with one input and one output.
+    Anything else is refused before any work, rather than scored as if it were one."""
+    if dataset.task != "classification":
+        raise ConfigError(
+            f"fit: the model is a {dataset.task} model; fit searches classifiers only for now (its loss "
+            "is accuracy points)",
+            "compress it with an explicit chain: edgeslim compress MODEL --stage ... (its report measures "
+            "the task's own metric)",
+        )
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ConfigError(
+            f"fit: the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; fit searches "
+            "models with one of each for now",
+            "compress it with an explicit chain: edgeslim compress MODEL --stage ...",
+        )
+
+
+def _measured_fit(best: dict[str, Any], binding: list[str]) -> tuple[bool, list[str]]:
+    """Fits only as a measured fact: the winner met the loss and every constraint in its trial, and its
+    final export exists and meets every constraint again, each measured (unknown is not met)."""
+    verdict = best["evaluation"]
+    if best.get("artifact") is None:
+        return False, binding or ["the export for the board: " + str(best.get("export_error"))]
+    final = sorted(best["final_over"]) + [f"{k} (not measured)" for k in best["final_unknown"]]
+    fits = verdict["meets_budget"] and verdict["within_loss"] and not final
+    return fits, [] if fits else sorted(set(binding) | set(final)) or ["loss"]
 
 
 def _finish(
@@ -199,7 +232,8 @@ def _finish(
 ) -> dict[str, Any]:
     """Export the winner for the target and the user's board, and read the test split, once."""
     from edgeslim.export import export_model
-    from edgeslim.fit.search import _correct
+    from edgeslim.fit.search import _correct, over_budget
+    from edgeslim.fit.trial import sidecar_measurements
     from edgeslim.runtime import load
 
     trial, verdict = winner
@@ -212,6 +246,7 @@ def _finish(
     }
     model_path = out / "model.keras"
     shutil.copyfile(trial.model_path, model_path)
+    summary["model"] = str(model_path.relative_to(out))
     notify(f"winner: trial {trial.index}; exporting for {budget.target} and measuring the test split once")
     try:
         artifacts = export_model(
@@ -232,8 +267,12 @@ def _finish(
     candidate = [bool(c) for c in np.argmax(outputs, axis=-1) == dataset.y_test]
     reference = _correct(model, dataset.x_test, dataset.y_test)
     test = compare(reference, candidate)
+    final = sidecar_measurements(artifact.sidecar, trial.measured["max_macs"])
+    over, unknown = over_budget(budget.limits(), final)
     return summary | {
-        "model": str(model_path.relative_to(out)),
+        "final_measured": final,  # the winner's own export, checked against the budget again
+        "final_over": over,
+        "final_unknown": unknown,
         "artifact": str(artifact.path.relative_to(out)),
         "sidecar": str(artifact.sidecar_path.relative_to(out)),
         "bytes": artifact.sidecar["bytes"],

@@ -19,12 +19,14 @@ from edgeslim.atomic import write_json
 from edgeslim.fit.sensitivity import fit_cache
 from edgeslim.fit.trial import TrialResult, TrialSettings
 from edgeslim.runtime.sidecar import sidecar_path
+from edgeslim.versions import code_fingerprint
 
 
 def history_dir(model_file: bytes, data_key: str, settings: TrialSettings) -> Path:
     digest = hashlib.sha256(model_file)
     digest.update(data_key.encode())
     digest.update(json.dumps(asdict(settings), sort_keys=True).encode())
+    digest.update(code_fingerprint().encode())  # an upgrade never reuses trials older code measured
     return fit_cache() / "trials" / digest.hexdigest()[:24]
 
 

@@ -49,25 +49,36 @@ class SearchState:
     base_epochs: int = 0
 
     def judge(self, trial: TrialResult) -> dict[str, Any]:
-        """Whether a trial meets each constraint and the loss, with the paired statistics."""
-        limits = self.budget.limits()
-        over = {}
-        for key, limit in limits.items():
-            value = trial.measured.get(key)
-            if value is not None and value > limit:
-                over[key] = value / limit - 1.0
-        if trial.measured.get("edgetpu_unmapped"):
-            over["edgetpu"] = trial.measured["edgetpu_unmapped"]
+        """Whether a trial meets each constraint and the loss, with the paired statistics. A constraint
+        with no measurement is "unknown", which never meets the budget."""
+        over, unknown = over_budget(self.budget.limits(), trial.measured)
         stats = compare(self.baseline_correct, trial.val_correct) if trial.val_correct else None
         loss = stats["loss_points"] if stats else math.inf
         return {
             "trial": trial.index,
-            "meets_budget": not trial.failed and not over,
+            "meets_budget": not trial.failed and not over and not unknown,
             "over": over,
+            "unknown": unknown,
             "loss_points": loss,
             "within_loss": loss <= self.budget.max_loss,
             "validation": stats,
         }
+
+
+def over_budget(limits: dict[str, float], measured: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
+    """({constraint: share over its limit}, [constraints with no measurement]) of measured figures; an
+    Edge TPU artifact with ops left on the CPU is over too."""
+    over: dict[str, float] = {}
+    unknown = []
+    for key, limit in limits.items():
+        value = measured.get(key)
+        if value is None:
+            unknown.append(key)
+        elif value > limit:
+            over[key] = value / limit - 1.0
+    if measured.get("edgetpu_unmapped"):
+        over["edgetpu"] = measured["edgetpu_unmapped"]
+    return over, unknown
 
 
 def run_search(
@@ -82,11 +93,14 @@ def run_search(
     max_trials: int,
     notify: Notify,
     found: dict[str, Any] | None = None,
+    *,
+    reuse: bool = True,
 ) -> tuple[SearchState, dict[str, Any]]:
     """The search; ``found`` receives the state and the figures as they come (``state``,
     ``baseline_trial``, ``sensitivity``, ``sensitivity_cached``), so a fit that is stopped can say
     how far it got. Every finished trial goes to the history as soon as it is in, so a rerun after an
-    interrupt reuses it (as it reuses the cached sensitivity table)."""
+    interrupt reuses it (as it reuses the cached sensitivity table); ``reuse=False`` ignores both caches
+    (and still fills them)."""
     from edgeslim.compress.channels import ChannelAnalysis
     from edgeslim.layers.graph import ModelGraph
 
@@ -104,13 +118,13 @@ def run_search(
     base = _baseline(state, shared_model, shared_data, settings, techniques, executor, out_dir)
     found["baseline_trial"] = base
     shared = (shared_model, shared_data)
-    table, cached = _sensitivity(model_file, data, units, executor, shared, state.baseline_val, notify)
+    table, cached = _sensitivity(model_file, data, units, executor, shared, state.baseline_val, notify, reuse)
     found |= {"sensitivity": table, "sensitivity_cached": cached}
     state.losses = sensitivity.losses(table, units)
     state.scale = {k: 1.0 for k in budget.limits()}
     state.epochs = state.base_epochs = settings.finetune_epochs
     past_dir = history.history_dir(model_file, table["key"], settings)
-    reused = _reuse_history(state, past_dir, out_dir, notify)
+    reused = _reuse_history(state, past_dir, out_dir, notify) if reuse else []
     trials_left = max_trials if not reused or _adapt(state, reused) else 0
     while trials_left > 0:
         plans = _propose(state, "quantize" in techniques)
@@ -214,11 +228,18 @@ def _baseline(
 
 
 def _sensitivity(
-    model_file: bytes, data: Any, units: list, executor: Any, shared: tuple, baseline: float, notify: Notify
+    model_file: bytes,
+    data: Any,
+    units: list,
+    executor: Any,
+    shared: tuple,
+    baseline: float,
+    notify: Notify,
+    reuse: bool,
 ) -> tuple[dict, bool]:
     shared_model, shared_data = shared
     key = sensitivity.cache_key(model_file, data, units)
-    table = sensitivity.load_cached(key)
+    table = sensitivity.load_cached(key) if reuse else None
     if table is not None:
         notify(f"sensitivity: reusing the cached table ({len(sensitivity.tasks(units))} entries)")
         return table, True
@@ -317,7 +338,11 @@ def _describe(trial: TrialResult, verdict: dict[str, Any]) -> str:
     if m.get("max_arena") is not None:
         parts.append(f"arena {m['max_arena'] / 1024:.1f} KB")
     parts.append(f"{trial.macs:,} MACs")
-    status = "fits" if verdict["meets_budget"] else "over " + ", ".join(verdict["over"])
+    status = (
+        "fits"
+        if verdict["meets_budget"]
+        else "over " + ", ".join([*verdict["over"], *verdict.get("unknown", [])])
+    )
     return (
         f"  trial {trial.index}: {', '.join(parts)}; validation {trial.val_accuracy:.2%} "
         f"(loss {verdict['loss_points']:+.2f} pt); {status}; {trial.seconds:.0f} s"

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgeslim.atomic import write_json
 from edgeslim.fit.space import Option, Plan, Unit
+from edgeslim.versions import code_fingerprint
 
 CACHE_VERSION = 2
 
@@ -44,7 +45,7 @@ def cache_key(model_file: bytes, data: Any, units: list[Unit]) -> str:
     digest.update(np.ascontiguousarray(data.x_val).tobytes())
     digest.update(np.ascontiguousarray(data.y_val).tobytes())
     digest.update(json.dumps([u.to_dict() for u in units], sort_keys=True).encode())
-    digest.update(str(CACHE_VERSION).encode())
+    digest.update(f"{CACHE_VERSION}|{code_fingerprint()}".encode())  # never what older code computed
     return digest.hexdigest()[:24]
 
 

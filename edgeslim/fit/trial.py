@@ -172,25 +172,31 @@ def _run(
     measure_artifact(artifact, validation, result)
 
 
-def measure_artifact(artifact: Any, validation: Any, result: TrialResult) -> None:
-    """Bytes, arena, latency, instructions and validation accuracy of the exported file."""
-    from edgeslim.runtime import load
-
-    sidecar = artifact.sidecar
+def sidecar_measurements(sidecar: dict[str, Any], macs: float) -> dict[str, Any]:
+    """Each budget constraint as the artifact's sidecar measured it (None where it was not measured):
+    one definition for the trials and for the winner's final export."""
     verification = sidecar.get("verification") or {}
     mcu = sidecar.get("mcu") or {}
     firmware = mcu.get("firmware") or {}
-    result.artifact = str(artifact.path)
-    result.measured = {
+    measured = {
         "max_flash": float(sidecar["bytes"]),
         "max_arena": float(firmware.get("arena_used_bytes") or mcu["arena_bytes"]) if mcu else None,
-        "max_macs": float(result.macs),
+        "max_macs": float(macs),
         "max_latency_ms": verification.get("latency_ms_p50"),
         "max_instructions": firmware.get("instructions_per_inference"),
     }
     if sidecar.get("edgetpu"):
         edgetpu = sidecar["edgetpu"]
-        result.measured["edgetpu_unmapped"] = float(edgetpu["total_ops"] - edgetpu["mapped_ops"])
+        measured["edgetpu_unmapped"] = float(edgetpu["total_ops"] - edgetpu["mapped_ops"])
+    return measured
+
+
+def measure_artifact(artifact: Any, validation: Any, result: TrialResult) -> None:
+    """Bytes, arena, latency, instructions and validation accuracy of the exported file."""
+    from edgeslim.runtime import load
+
+    result.artifact = str(artifact.path)
+    result.measured = sidecar_measurements(artifact.sidecar, result.macs)
     predictions = load(artifact.path).predict(validation.x_test)
     predictions = predictions[0] if isinstance(predictions, list) else predictions
     correct = np.argmax(predictions, axis=-1) == validation.y_test

@@ -17,14 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.atomic import sha256_file, write_json
-from edgeslim.export.artifact import tool_versions
 from edgeslim.ownership import member
+from edgeslim.versions import code_fingerprint, tool_versions
 
 MARKER = "step.json"
 
 
 def step_key(section: Any, input_key: str) -> str:
-    text = json.dumps(section, sort_keys=True, default=str) + "|" + input_key
+    """The step's settings, its input's key, and the code and tools that compute it (an upgrade redoes
+    the step rather than reuse what older code wrote)."""
+    text = json.dumps(section, sort_keys=True, default=str) + "|" + input_key + "|" + code_fingerprint()
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

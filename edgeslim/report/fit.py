@@ -63,7 +63,9 @@ def _trial_rows(fit: dict[str, Any]) -> list[list[object]]:
         if t.get("failed"):
             verdict = f"failed: {t['failed']}"
         else:
-            verdict = "fits" if ev["meets_budget"] else "over " + ", ".join(ev["over"])
+            verdict = (
+                "fits" if ev["meets_budget"] else "over " + ", ".join([*ev["over"], *ev.get("unknown", [])])
+            )
             verdict += "" if ev["within_loss"] else "; loss over"
             verdict += " (from an earlier fit)" if t.get("reused") else ""
         rows.append(
