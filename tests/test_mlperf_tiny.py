@@ -1,5 +1,6 @@
-"""The four MLPerf Tiny reference architectures at small input sizes: every compression stage, int8 for
-the cpu and mcu targets, and the mcu file as firmware on the emulated Cortex-M4.
+"""The four MLPerf Tiny reference architectures at small input sizes: every compression stage, int8
+for the mcu target (verified in LiteRT, the cpu runtime, and in TFLite Micro), and the file as
+firmware on the emulated Cortex-M4.
 
 Untrained weights, with BatchNorm statistics of the data (`settle_batchnorm`), and no fine-tuning: the
 mechanics of each architecture (BN, depthwise, residual Add, dense autoencoder) through each stage and
@@ -56,13 +57,21 @@ def test_mlperf_tiny_architecture_through_every_stage_to_firmware(name, shape, c
         current = result.model
     assert current.count_params() < model.count_params()
     # An untrained classifier's outputs nearly tie, so its int8 argmax may flip: the agreement with
-    # Keras is recorded, not required (strict=False); the firmware must equal TFLite Micro exactly.
-    options = {"calib_samples": 32, "strict": False}
-    [cpu] = export_model(current, data, "cpu", out_dir=tmp_path / "cpu", formats=["tflite"], **options)
-    assert cpu.sidecar["quantization"] == "int8" and cpu.sidecar["verification"]["score"] > 0.5
+    # Keras is recorded, not required (strict=False); the firmware must equal TFLite Micro exactly. The
+    # mcu file is verified in LiteRT first (the cpu target's runtime), then in TFLite Micro.
     [mcu] = export_model(
-        current, data, "mcu", out_dir=tmp_path / "mcu", firmware=True, firmware_samples=2, **options
+        current,
+        data,
+        "mcu",
+        out_dir=tmp_path,
+        calib_samples=32,
+        strict=False,
+        firmware=True,
+        firmware_samples=2,
     )
+    verification = mcu.sidecar["verification"]
+    assert mcu.sidecar["quantization"] == "int8" and verification["backend"] == "litert"
+    assert verification["score"] > 0.5 and verification["tflm"]["backend"] == "tflm"
     fw = mcu.sidecar["mcu"]["firmware"]
     assert fw["interpreter_agreement"]["identical"] == 1.0
     assert fw["instructions_per_inference"] > 0 and fw["arena_min_bytes"] == mcu.sidecar["mcu"]["arena_bytes"]
