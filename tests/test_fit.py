@@ -338,7 +338,7 @@ def test_an_upgrade_never_reuses_what_older_code_cached(monkeypatch, digits):
 def test_fits_is_a_measured_fact():
     """Over the limit, not measured, or not exported: never "fits", and the binding constraint is said."""
     from edgeslim.fit import _measured_fit
-    from edgeslim.fit.search import over_budget
+    from edgeslim.fit.budget import over_budget
 
     over, unknown = over_budget(
         {"max_flash": 100.0, "max_arena": 50.0}, {"max_flash": 120.0, "max_arena": None}

@@ -55,9 +55,10 @@ def firmware_command(
         hold_folder(out, "firmware", inputs=[model, data_dir, inputs])
     runtime = load(model)  # checks the file (a damaged one is refused here, never crashes the run)
     x, y, data = _samples(runtime, dataset, data_dir, image_size, color_mode, anomaly_class, inputs, limit)
-    result = run_firmware(model, machine.name, x)
+    tflite = model.read_bytes()  # once: the firmware and the interpreter run the same bytes
+    result = run_firmware(tflite, machine.name, x)
     report: dict[str, Any] = {"model": str(model), "board": machine.name, **result.to_dict()}
-    report["check"] = _check(model.read_bytes(), result, x, y, data)
+    report["check"] = _check(tflite, result, x, y, data)
     if out is not None:
         from edgeslim.atomic import write_bytes, write_json
 

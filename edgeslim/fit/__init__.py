@@ -32,7 +32,7 @@ import numpy as np
 
 from edgeslim.atomic import write_json
 from edgeslim.errors import ConfigError, EdgeslimError
-from edgeslim.fit.budget import CONSTRAINTS, TECHNIQUES, Budget, make_budget, parse_size
+from edgeslim.fit.budget import CONSTRAINTS, TECHNIQUES, Budget, binding, make_budget, over_budget, parse_size
 from edgeslim.fit.stats import compare
 
 SCHEMA = "edgeslim.fit/1"
@@ -130,11 +130,11 @@ def fit_model(
             state, _ = run_search(*search, notify, found, reuse=reuse_cache)
         finally:
             executor.close()
-        winner, binding = _choose(state)
-        report |= _progress(found) | {"best": None, "fits": False, "binding": binding}
+        winner, binds = _choose(state)
+        report |= _progress(found) | {"best": None, "fits": False, "binding": binds}
         if winner is not None:
             report["best"] = best = _finish(winner, state, model, dataset, budget, out, firmware, notify)
-            report["fits"], report["binding"] = _measured_fit(best, binding)
+            report["fits"], report["binding"] = _measured_fit(best, binds)
         report["seconds"] = time.perf_counter() - began
         write_json(out / "fit.json", report)
     except KeyboardInterrupt:
@@ -148,7 +148,7 @@ def fit_model(
     from edgeslim.report.fit import write_fit_report
 
     write_fit_report(report, out / "report")
-    return FitResult(out, report["fits"], report, binding)
+    return FitResult(out, report["fits"], report, report["binding"])  # as re-measured on the winner
 
 
 def _progress(found: dict[str, Any], partial: bool = False) -> dict[str, Any]:
@@ -193,9 +193,7 @@ def _choose(state: Any) -> tuple[Any, list[str]]:
     if not measured:
         return None, ["every trial failed" if pairs else "no trial ran"]
     closest = min(measured, key=lambda p: sum(p[1]["over"].values()))
-    return closest, sorted(closest[1]["over"]) + [
-        f"{k} (not measured)" for k in closest[1].get("unknown", [])
-    ]
+    return closest, binding(closest[1]["over"], closest[1].get("unknown", []))
 
 
 def check_supported(model: Any, dataset: Any) -> None:
@@ -216,15 +214,15 @@ def check_supported(model: Any, dataset: Any) -> None:
         )
 
 
-def _measured_fit(best: dict[str, Any], binding: list[str]) -> tuple[bool, list[str]]:
+def _measured_fit(best: dict[str, Any], in_trial: list[str]) -> tuple[bool, list[str]]:
     """Fits only as a measured fact: the winner met the loss and every constraint in its trial, and its
     final export exists and meets every constraint again, each measured (unknown is not met)."""
     verdict = best["evaluation"]
     if best.get("artifact") is None:
-        return False, binding or ["the export for the board: " + str(best.get("export_error"))]
-    final = sorted(best["final_over"]) + [f"{k} (not measured)" for k in best["final_unknown"]]
+        return False, in_trial or ["the export for the board: " + str(best.get("export_error"))]
+    final = binding(best["final_over"], best["final_unknown"])
     fits = verdict["meets_budget"] and verdict["within_loss"] and not final
-    return fits, [] if fits else sorted(set(binding) | set(final)) or ["loss"]
+    return fits, [] if fits else sorted(set(in_trial) | set(final)) or ["loss"]
 
 
 def _finish(
@@ -232,7 +230,7 @@ def _finish(
 ) -> dict[str, Any]:
     """Export the winner for the target and the user's board, and read the test split, once."""
     from edgeslim.export import export_model
-    from edgeslim.fit.search import _correct, over_budget
+    from edgeslim.fit.search import _correct
     from edgeslim.fit.trial import sidecar_measurements
     from edgeslim.runtime import load
 

@@ -138,3 +138,24 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond a float's range
         return None
     return number if math.isfinite(number) else None
+
+
+def binding(over: dict[str, float], unknown: list[str]) -> list[str]:
+    """What keeps a measured artifact from the budget: the constraints it is over, then those not measured."""
+    return sorted(over) + [f"{k} (not measured)" for k in unknown]
+
+
+def over_budget(limits: dict[str, float], measured: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
+    """({constraint: share over its limit}, [constraints with no measurement]) of measured figures; an
+    Edge TPU artifact with ops left on the CPU is over too."""
+    over: dict[str, float] = {}
+    unknown = []
+    for key, limit in limits.items():
+        value = measured.get(key)
+        if value is None:
+            unknown.append(key)
+        elif value > limit:
+            over[key] = value / limit - 1.0
+    if measured.get("edgetpu_unmapped"):
+        over["edgetpu"] = measured["edgetpu_unmapped"]
+    return over, unknown

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgeslim.fit import history, sensitivity
-from edgeslim.fit.budget import Budget
+from edgeslim.fit.budget import Budget, binding, over_budget
 from edgeslim.fit.costs import CostModel
 from edgeslim.fit.select import select
 from edgeslim.fit.space import Plan, search_space
@@ -63,22 +63,6 @@ class SearchState:
             "within_loss": loss <= self.budget.max_loss,
             "validation": stats,
         }
-
-
-def over_budget(limits: dict[str, float], measured: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
-    """({constraint: share over its limit}, [constraints with no measurement]) of measured figures; an
-    Edge TPU artifact with ops left on the CPU is over too."""
-    over: dict[str, float] = {}
-    unknown = []
-    for key, limit in limits.items():
-        value = measured.get(key)
-        if value is None:
-            unknown.append(key)
-        elif value > limit:
-            over[key] = value / limit - 1.0
-    if measured.get("edgetpu_unmapped"):
-        over["edgetpu"] = measured["edgetpu_unmapped"]
-    return over, unknown
 
 
 def run_search(
@@ -341,7 +325,7 @@ def _describe(trial: TrialResult, verdict: dict[str, Any]) -> str:
     status = (
         "fits"
         if verdict["meets_budget"]
-        else "over " + ", ".join([*verdict["over"], *verdict.get("unknown", [])])
+        else "over " + ", ".join(binding(verdict["over"], verdict.get("unknown", [])))
     )
     return (
         f"  trial {trial.index}: {', '.join(parts)}; validation {trial.val_accuracy:.2%} "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.atomic import atomic_path, write_json, write_text
+from edgeslim.fit.budget import binding
 from edgeslim.report.format import acc, kb, num
 from edgeslim.report.markdown import markdown_table
 from edgeslim.report.model import pareto_front
@@ -64,7 +65,9 @@ def _trial_rows(fit: dict[str, Any]) -> list[list[object]]:
             verdict = f"failed: {t['failed']}"
         else:
             verdict = (
-                "fits" if ev["meets_budget"] else "over " + ", ".join([*ev["over"], *ev.get("unknown", [])])
+                "fits"
+                if ev["meets_budget"]
+                else "over " + ", ".join(binding(ev["over"], ev.get("unknown", [])))
             )
             verdict += "" if ev["within_loss"] else "; loss over"
             verdict += " (from an earlier fit)" if t.get("reused") else ""

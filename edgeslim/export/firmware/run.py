@@ -223,7 +223,7 @@ def _run(
                 f"({exc.report.arena_capacity:,} B)",
                 "re-export the C package, or choose a board with more RAM",
             ) from None
-        if exc.report.error.startswith(("error abort", "error halted")):
+        if exc.report.error.startswith(HALTED):
             raise EdgeslimError(
                 f"TFLite Micro stopped on a failed internal check while running the model on "
                 f"{builder.machine.machine}",
@@ -235,6 +235,7 @@ def _run(
     return report
 
 
+HALTED = ("error abort", "error halted")  # the harness's lines for TFLite Micro stopping on a failed check
 PROBE_SLACK = 64  # below arena_used_bytes(): allocation padding only, so the search starts this close
 
 
@@ -251,8 +252,8 @@ def minimum_arena(
         try:
             report = run_elf(builder.toolchain.qemu, builder.machine.machine, linked.elf, folder, timeout)
         except FirmwareRunError as exc:
-            if exc.report.error.startswith(("fault", "error allocate", "error abort")):
-                return False  # a kernel that wrote outside a too-small arena: too small
+            if exc.report.error.startswith(("fault", "error allocate", *HALTED)):
+                return False  # a kernel that wrote outside, or stopped on, a too-small arena
             raise
         finally:
             (folder / PROBE_FILE).unlink(missing_ok=True)
