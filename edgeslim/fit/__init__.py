@@ -193,7 +193,7 @@ def _choose(state: Any) -> tuple[Any, list[str]]:
     if not measured:
         return None, ["every trial failed" if pairs else "no trial ran"]
     closest = min(measured, key=lambda p: sum(p[1]["over"].values()))
-    return closest, binding(closest[1]["over"], closest[1].get("unknown", []))
+    return closest, closest[1]["binding"]
 
 
 def check_supported(model: Any, dataset: Any) -> None:

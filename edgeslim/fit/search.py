@@ -59,6 +59,7 @@ class SearchState:
             "meets_budget": not trial.failed and not over and not unknown,
             "over": over,
             "unknown": unknown,
+            "binding": binding(over, unknown),  # for the record and the report, which do not import fit
             "loss_points": loss,
             "within_loss": loss <= self.budget.max_loss,
             "validation": stats,
@@ -322,11 +323,7 @@ def _describe(trial: TrialResult, verdict: dict[str, Any]) -> str:
     if m.get("max_arena") is not None:
         parts.append(f"arena {m['max_arena'] / 1024:.1f} KB")
     parts.append(f"{trial.macs:,} MACs")
-    status = (
-        "fits"
-        if verdict["meets_budget"]
-        else "over " + ", ".join(binding(verdict["over"], verdict.get("unknown", [])))
-    )
+    status = "fits" if verdict["meets_budget"] else "over " + ", ".join(verdict["binding"])
     return (
         f"  trial {trial.index}: {', '.join(parts)}; validation {trial.val_accuracy:.2%} "
         f"(loss {verdict['loss_points']:+.2f} pt); {status}; {trial.seconds:.0f} s"

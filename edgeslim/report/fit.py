@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.atomic import atomic_path, write_json, write_text
-from edgeslim.fit.budget import binding
 from edgeslim.report.format import acc, kb, num
 from edgeslim.report.markdown import markdown_table
 from edgeslim.report.model import pareto_front
@@ -64,11 +63,7 @@ def _trial_rows(fit: dict[str, Any]) -> list[list[object]]:
         if t.get("failed"):
             verdict = f"failed: {t['failed']}"
         else:
-            verdict = (
-                "fits"
-                if ev["meets_budget"]
-                else "over " + ", ".join(binding(ev["over"], ev.get("unknown", [])))
-            )
+            verdict = "fits" if ev["meets_budget"] else "over " + ", ".join(ev.get("binding") or ev["over"])
             verdict += "" if ev["within_loss"] else "; loss over"
             verdict += " (from an earlier fit)" if t.get("reused") else ""
         rows.append(
