@@ -61,8 +61,9 @@ RUNS = {
 CACHE_OF = {"goal1": "a", "second": "a", "ray": "b", "mcu": "c", "stretch": "c"}
 
 
-def fit(model: Path, name: str, work: Path) -> dict:
-    out = work / name
+def fit(model: Path, name: str, work: Path, extra: list[str] | None = None, label: str | None = None) -> dict:
+    """One `edgeslim fit` of run ``name`` (its budget in RUNS) with ``extra`` arguments, in ``work/label``."""
+    out = work / (label or name)
     env = dict(os.environ, EDGESLIM_FIT_CACHE=str(work / f"cache-{CACHE_OF[name]}"))
     start = time.perf_counter()
     done = subprocess.run(
@@ -80,6 +81,7 @@ def fit(model: Path, name: str, work: Path) -> dict:
             str(out),
             "--quiet",
             *RUNS[name],
+            *(extra or []),
         ],  # fmt: skip
         env=env,
         capture_output=True,

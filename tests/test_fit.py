@@ -41,8 +41,9 @@ def test_sizes_and_budgets():
     for bad in ("48QB", "-1", "0", True, "KB"):
         with pytest.raises(ConfigError):
             parse_size(bad, "--max-flash")
-    budget = make_budget("mcu", board="cortex-m4")
-    assert budget.max_flash == 1024 * 1024 - 128 * 1024 and budget.max_arena == 240 * 1024
+    budget = make_budget("mcu", board="cortex-m4")  # export's board rule, on the whole board
+    assert budget.board_flash == 1024 * 1024 and budget.board_ram == 256 * 1024 and budget.max_arena is None
+    assert make_budget("cpu", board="cortex-m4").max_flash == 1024 * 1024 - 128 * 1024
     assert make_budget("cpu", max_flash="48KB", max_loss=0.5).limits() == {"max_flash": 49152.0}
     with pytest.raises(ConfigError, match="fit needs a budget"):
         make_budget("cpu")
@@ -153,6 +154,8 @@ def test_fit_finds_a_model_within_the_budget(fit_run, digits_model_path, digits)
     for trial in fit["trials"]:
         assert trial["plan"]["layers"] and trial["evaluation"]["predicted"]["max_flash"] > 0
         assert trial["evaluation"]["validation"]["samples"] > 0  # judged on the validation split
+        assert abs(trial["evaluation"]["prediction_error"]["max_flash"]) < 0.5  # predicted vs measured
+        assert trial["evaluation"]["loss_bound_points"] >= trial["evaluation"]["loss_points"]
     best = fit["best"]
     assert best is not None and (out / best["artifact"]).is_file() and (out / best["model"]).is_file()
     assert best["bytes"] <= 24 * 1024 or not fit["fits"]
@@ -186,6 +189,57 @@ def test_no_cache_measures_again(digits, tmp_path, monkeypatch):
     assert _sensitivity(*args, False) == (first, False)
 
 
+def test_fit_judges_a_board_by_exports_own_rule():
+    """With a board, fit's budget is what export will demand: the arena plus its margin (or the whole
+    firmware), after the board's reserve. A trial whose bare arena fits the RAM but not with the margin
+    is over, not a winner export refuses at the end; and fit's verdict is export's, case by case."""
+    from edgeslim.export.boards import board_names, load_board
+    from edgeslim.export.mcu import board_fit
+    from edgeslim.fit.budget import over_budget
+    from edgeslim.fit.trial import sidecar_measurements
+    from edgeslim.runtime.tflm import recommended_arena
+
+    rng = random.Random(3)
+    for name in board_names():
+        board, budget = load_board(name), make_budget("mcu", board=name)
+        assert budget.max_arena is None and budget.board_ram == board.ram_bytes
+        for _ in range(40):
+            flash, arena = rng.randint(1, 2 * board.flash_available), rng.randint(1, board.ram_available)
+            firmware = rng.random() < 0.3
+            ram = recommended_arena(arena) + (rng.randint(0, 4096) if firmware else 0)
+            mcu = {
+                "arena_bytes": arena,
+                "arena_source": "firmware" if firmware else "host",
+                "fit": board_fit(load_board("stm32l4r5"), flash, ram, firmware),  # as a trial measures
+            }
+            measured = sidecar_measurements({"bytes": flash, "mcu": mcu}, 1000, name)
+            over, unknown = over_budget(budget.limits(), measured)
+            assert not unknown and (not over) == board_fit(board, flash, ram, firmware)["fits"], name
+    board = load_board("stm32l4r5")
+    arena = int(0.9 * board.ram_available)  # fits bare, not with the margin
+    mcu = {
+        "arena_bytes": arena,
+        "arena_source": "host",
+        "fit": board_fit(board, 1000, recommended_arena(arena), False),
+    }
+    over, _ = over_budget(
+        make_budget("mcu", board=board.name).limits(),
+        sidecar_measurements({"bytes": 1000, "mcu": mcu}, 1, board.name),
+    )
+    assert list(over) == ["board_ram"]
+
+
+def test_fit_takes_export_targets_and_their_techniques():
+    """Targets come from export's registry; by default a target gets every technique its runtime takes."""
+    from edgeslim.export.registry import TARGET_NAMES
+    from edgeslim.fit import check_techniques
+
+    for target in TARGET_NAMES:
+        assert make_budget(target, max_flash="8KB").target == target
+    assert check_techniques(None, "gpu") == ("prune", "lowrank", "separable")
+    assert check_techniques(None, "mcu") == TECHNIQUES
+
+
 def test_fit_mistakes_exit_2_with_one_line(digits_model_path, tmp_path, capsys):
     for args in (
         ["--max-flash", "48QB"],
@@ -194,6 +248,7 @@ def test_fit_mistakes_exit_2_with_one_line(digits_model_path, tmp_path, capsys):
         ["--max-flash", "8KB", "--techniques", "prune,dance"],
         ["--target", "mcu", "--max-flash", "8KB", "--techniques", "prune"],
         ["--max-flash", "8KB", "--workers", "0"],
+        ["--target", "gpu", "--max-flash", "8KB", "--techniques", "prune,quantize"],  # gpu runs floats
     ):
         code = main(["fit", str(digits_model_path), "--out", str(tmp_path / "x"), *args])
         err = capsys.readouterr().err

@@ -254,6 +254,7 @@ FIT_RANGES = [
     ("max_latency_ms", ".inf", "fit.max_latency_ms: must be a finite number, got inf"),
     ("max_latency_ms", str(HUGE), None),  # a huge but finite limit is a loose budget, not a mistake
     ("max_loss", "101", "fit.max_loss: must be accuracy points in [0, 100], got 101"),
+    ("loss_confidence", "1", "fit.loss_confidence: must be a number in [0.5, 1), got 1"),
 ]
 
 

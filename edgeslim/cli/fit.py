@@ -9,6 +9,8 @@ import typer
 
 from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
+from edgeslim.fit.budget import Budget
+from edgeslim.fit.options import DEFAULTS
 
 
 @app.command()
@@ -37,25 +39,39 @@ def fit(
         int | None,
         typer.Option(help="mcu with --firmware: instructions per inference on the emulated board."),
     ] = None,
-    target: Annotated[str, typer.Option(help="cpu, mcu or edgetpu.")] = "cpu",
+    target: Annotated[str, typer.Option(help="cpu, gpu, edgetpu or mcu (export's targets).")] = Budget.target,
     max_loss: Annotated[
-        float, typer.Option(help="Tolerated accuracy loss in points, on validation data.")
-    ] = 1.0,
-    techniques: Annotated[str, typer.Option(help="Comma-separated: prune,lowrank,separable,quantize.")] = (
-        "prune,lowrank,separable,quantize"
-    ),
-    max_trials: Annotated[int, typer.Option(help="Compress-fine-tune-export trials at most.")] = 6,
-    finetune_epochs: Annotated[int, typer.Option(help="Distillation epochs per trial (then 2 of QAT).")] = 10,
+        float,
+        typer.Option(
+            help="Tolerated accuracy loss in points against the input model (see --loss-confidence)."
+        ),
+    ] = Budget.max_loss,
+    loss_confidence: Annotated[
+        float,
+        typer.Option(help="Confidence that the winner's loss on unseen data is at most --max-loss."),
+    ] = DEFAULTS.loss_confidence,
+    techniques: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated: prune,lowrank,separable,quantize (default: every one the target takes)."
+        ),
+    ] = None,
+    max_trials: Annotated[
+        int, typer.Option(help="Compress-fine-tune-export trials at most.")
+    ] = DEFAULTS.max_trials,
+    finetune_epochs: Annotated[
+        int, typer.Option(help="Distillation epochs per trial (then 2 of QAT).")
+    ] = DEFAULTS.finetune_epochs,
     workers: Annotated[
         int | None, typer.Option(help="Start a local Ray with N CPUs and fan tasks out.")
-    ] = None,
+    ] = DEFAULTS.workers,
     ray_address: Annotated[
         str | None, typer.Option(help="Join a running Ray cluster (ray start --head).")
-    ] = None,
+    ] = DEFAULTS.ray_address,
     firmware: Annotated[
         bool, typer.Option(help="mcu: measure finalists as firmware on an emulated board.")
-    ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed (the same seed gives the same plans).")] = 0,
+    ] = DEFAULTS.firmware,
+    seed: Annotated[int, typer.Option(help="Random seed (the same seed, the same plans).")] = DEFAULTS.seed,
     unsafe_load: Annotated[
         bool, typer.Option(help="Allow a .keras model that carries code (Lambda).")
     ] = False,
@@ -67,7 +83,7 @@ def fit(
             help="Reuse the cached sensitivity table and earlier fits' trials of this model, data and "
             "edgeslim version (--no-cache measures everything again)."
         ),
-    ] = True,
+    ] = DEFAULTS.reuse_cache,
 ) -> None:
     """Search pruning, low-rank, separable and int8 levels per layer for the most accurate model that fits.
 
@@ -76,11 +92,23 @@ def fit(
     """
     from edgeslim.cli.data_options import load_for_model
     from edgeslim.cli.logs import move_log
-    from edgeslim.fit import fit_model, make_budget
+    from edgeslim.fit import FitOptions, fit_model, make_budget
     from edgeslim.fit.executor import check_executor
     from edgeslim.modelio import load_keras_model
-    from edgeslim.report.fit import summary_line
+    from edgeslim.report.fit import loss_lines, summary_line
 
+    options = FitOptions(
+        techniques=None if techniques is None else tuple(t.strip() for t in techniques.split(",")),
+        max_trials=max_trials,
+        finetune_epochs=finetune_epochs,
+        loss_confidence=loss_confidence,
+        firmware=firmware,
+        seed=seed,
+        workers=workers,
+        ray_address=ray_address,
+        reuse_cache=cache,
+    )
+    options.validate()
     check_executor(workers, ray_address)  # a malformed --ray-address is refused before anything loads
     budget = make_budget(
         target, board, max_flash, max_arena, max_macs, max_latency_ms, max_instructions, max_loss
@@ -90,28 +118,15 @@ def fit(
     data = load_for_model(keras_model, dataset, data_dir, seed, image_size, color_mode, anomaly_class)
     move_log(out / "logs")
     notify = None if (quiet or json_output) else (lambda message: console.print(message, highlight=False))
-    result = fit_model(
-        model,
-        data,
-        budget,
-        out,
-        techniques=techniques,
-        max_trials=max_trials,
-        workers=workers,
-        ray_address=ray_address,
-        finetune_epochs=finetune_epochs,
-        seed=seed,
-        firmware=firmware,
-        unsafe_load=unsafe_load,
-        notify=notify,
-        reuse_cache=cache,
-    )
+    result = fit_model(model, data, budget, out, options, unsafe_load=unsafe_load, notify=notify)
     if json_output:
         fit_json = result.report
         print_json({k: fit_json[k] for k in ("fits", "binding", "budget", "best", "seconds")})
     else:
         style = "green" if result.fits else "bold red"
         console.print(f"[{style}]{esc(summary_line(result.report))}[/]", highlight=False)
+        for line in loss_lines(result.report):
+            console.print(esc(line), highlight=False)
         console.print(
             f"wrote {esc(out / 'fit.json')} and {esc(out / 'report' / 'report.html')}", highlight=False
         )

@@ -15,7 +15,7 @@ from edgeslim.errors import EdgeslimError
 from edgeslim.export.artifact import SIDECAR_VERSION, Artifact, file_facts
 from edgeslim.export.keras_graph import input_specs
 from edgeslim.export.registry import FORMATS, TARGETS
-from edgeslim.export.target import ExportContext, Plan, Target
+from edgeslim.export.target import ArtifactPlan, ExportContext, Target
 from edgeslim.export.verify import DEFAULT_FLOOR, keras_reference, verify_artifact
 from edgeslim.limits import MAX_CALIB_SAMPLES, MAX_FIRMWARE_SAMPLES, MAX_VERIFY_SAMPLES
 from edgeslim.recipe import QuantRecipe, parse_quant
@@ -144,7 +144,12 @@ def export_model(
 
 
 def _export_one(
-    model: keras.Model, plan: Plan, target: Target, context: ExportContext, common: dict[str, Any], name: str
+    model: keras.Model,
+    plan: ArtifactPlan,
+    target: Target,
+    context: ExportContext,
+    common: dict[str, Any],
+    name: str,
 ) -> Artifact:
     recipe = plan.recipe
     calibration = context.dataset.representative(recipe.calib_samples) if recipe.needs_calibration else None

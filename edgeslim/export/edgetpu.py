@@ -7,7 +7,7 @@ from typing import Any
 from edgeslim.export.artifact import Artifact
 from edgeslim.export.edgetpu_compiler import compiler_path, run_compiler
 from edgeslim.export.edgetpu_ops import analyze_edgetpu
-from edgeslim.export.target import ExportContext, Plan, Target
+from edgeslim.export.target import ArtifactPlan, ExportContext, Target
 
 
 class EdgeTpuTarget(Target):
@@ -18,7 +18,7 @@ class EdgeTpuTarget(Target):
     static_batch = 1
     why = "the Edge TPU runs fully 8-bit quantized TFLite models with static shapes"
 
-    def before_write(self, data: bytes, plan: Plan, context: ExportContext) -> dict[str, Any]:
+    def before_write(self, data: bytes, plan: ArtifactPlan, context: ExportContext) -> dict[str, Any]:
         analysis = analyze_edgetpu(data, "edgetpu export")
         analysis["prediction"] = compiler_path() is None  # replaced by the compiler's verdict below
         return {"edgetpu": analysis}

@@ -9,6 +9,7 @@ through TFLM itself, then the C package, its compile check and, with ``firmware`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from edgeslim.errors import EdgeslimError
@@ -18,7 +19,7 @@ from edgeslim.export.mcu_arena import ARENA_MARGIN, find_min_arena, recommended_
 from edgeslim.export.mcu_package import compile_check, ops_in_order, write_package
 from edgeslim.export.mcu_readme import readme_text
 from edgeslim.export.mcu_scheme import per_channel_cost
-from edgeslim.export.target import ExportContext, Plan, Target
+from edgeslim.export.target import ArtifactPlan, ExportContext, Target
 from edgeslim.export.verify import verify_artifact
 from edgeslim.runtime.tflite_file import read_tflite
 
@@ -34,7 +35,7 @@ class McuTarget(Target):
     static_batch = 1
     why = "TFLite Micro runs full-integer int8 TFLite models (no float16 or dynamic-range kernels)"
 
-    def before_write(self, data: bytes, plan: Plan, context: ExportContext) -> dict[str, Any]:
+    def before_write(self, data: bytes, plan: ArtifactPlan, context: ExportContext) -> dict[str, Any]:
         board = load_board(context.board)
         arena_host = find_min_arena(data)
         firmware = None
@@ -43,13 +44,11 @@ class McuTarget(Target):
 
             firmware = mcu_firmware.measure(data, context)
             arena = firmware.arena_min_bytes
-            fit = mcu_firmware.fit(board, firmware)
+            ram = firmware.ram_bytes + firmware.stack_used_bytes
+            fit = board_fit(board, firmware.flash_bytes, ram, firmware=True)
         else:
             arena = arena_host
-            fit = {
-                "basis": "estimate: model bytes in flash, kTensorArenaSize in RAM, after the board's reserve",
-                **board.fit(flash_needed=len(data), ram_needed=recommended_arena(arena)),
-            }
+            fit = board_fit(board, len(data), recommended_arena(arena), firmware=False)
         arena_size = recommended_arena(arena)
         info = read_tflite(data, "mcu export")
         if not fit["fits"]:
@@ -115,6 +114,25 @@ class McuTarget(Target):
                     verification["passed"] and shipped["interpreter_agreement"]["passed"]
                 )
             write_text(package_dir / "README.md", readme_text(artifact.path.name, artifact.sidecar))
+
+
+HOST_BASIS = "estimate: model bytes in flash, kTensorArenaSize in RAM, after the board's reserve"
+
+
+def board_fit(board: Board, flash_needed: int, ram_needed: int, firmware: bool) -> dict[str, Any]:
+    """The one board rule: export refuses what breaks it, and fit searches within it.
+
+    With ``firmware``, the figures are the firmware's (text + data in flash; data + bss, which holds the
+    arena plus its margin, and the measured stack in RAM), against the board's whole flash and RAM;
+    else the model's bytes and kTensorArenaSize (the arena plus its margin) against what the board's
+    reserve for the rest of the firmware leaves.
+    """
+    if firmware:
+        from edgeslim.export.mcu_firmware import BASIS
+
+        whole = replace(board, ram_reserved_bytes=0, flash_reserved_bytes=0)
+        return {"basis": BASIS, **whole.fit(flash_needed=flash_needed, ram_needed=ram_needed)}
+    return {"basis": HOST_BASIS, **board.fit(flash_needed=flash_needed, ram_needed=ram_needed)}
 
 
 def _refuse(board: Board, fit: dict[str, Any], arena: int, arena_size: int, measured: bool) -> None:

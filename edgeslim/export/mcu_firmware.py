@@ -12,13 +12,11 @@ compared with TFLite Micro's Python interpreter, byte for byte.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeslim.export.boards import Board
 from edgeslim.export.firmware import FirmwareResult, raw_inputs, run_firmware
 from edgeslim.export.firmware.agreement import interpreter_outputs, task_check
 from edgeslim.export.target import ExportContext
@@ -38,15 +36,6 @@ def measure(data: bytes, context: ExportContext) -> FirmwareResult:
     return run_firmware(
         data, context.board or "cortex-m4", context.dataset.x_test[:1], arena_margin=ARENA_MARGIN
     )
-
-
-def fit(board: Board, result: FirmwareResult) -> dict[str, Any]:
-    """The board fit on measured figures; the board's reserve stood for what the firmware now measures."""
-    whole = replace(board, ram_reserved_bytes=0, flash_reserved_bytes=0)
-    checked = whole.fit(
-        flash_needed=result.flash_bytes, ram_needed=result.ram_bytes + result.stack_used_bytes
-    )
-    return {"basis": BASIS, **checked}
 
 
 def run_shipped(data: bytes, package_dir: Path, context: ExportContext, arena_host: int) -> dict[str, Any]:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Plan:
+class ArtifactPlan:
     """One artifact to write: a format and the recipe for it."""
 
     format: Format
@@ -52,7 +52,7 @@ class Target:
 
     def plan(
         self, formats: list[str] | None, recipe: QuantRecipe, mode_given: bool, available: dict[str, Format]
-    ) -> list[Plan]:
+    ) -> list[ArtifactPlan]:
         """The artifacts to write; ``mode_given`` False lets each format take this target's default mode."""
         names = formats or list(self.defaults)
         plans = []
@@ -81,10 +81,10 @@ class Target:
                     f"not {recipe.io_dtype}",
                     f"pass --io-dtype {self.io_dtypes[0]}",
                 )
-            plans.append(Plan(available[name], recipe.with_mode(mode)))
+            plans.append(ArtifactPlan(available[name], recipe.with_mode(mode)))
         return plans
 
-    def before_write(self, data: bytes, plan: Plan, context: ExportContext) -> dict[str, Any]:
+    def before_write(self, data: bytes, plan: ArtifactPlan, context: ExportContext) -> dict[str, Any]:
         """Checks on the converted bytes before anything is written; extras for the sidecar.
 
         Raise EdgeslimError here when the artifact cannot serve the target (a model too big for a board).

@@ -33,11 +33,12 @@ import numpy as np
 from edgeslim.atomic import write_json
 from edgeslim.errors import ConfigError, EdgeslimError
 from edgeslim.fit.budget import CONSTRAINTS, TECHNIQUES, Budget, binding, make_budget, over_budget, parse_size
+from edgeslim.fit.options import DEFAULTS, FitOptions
 from edgeslim.fit.stats import compare
 
 SCHEMA = "edgeslim.fit/1"
 
-__all__ = ["SCHEMA", "Budget", "FitResult", "fit_model", "make_budget", "parse_size"]
+__all__ = ["SCHEMA", "Budget", "FitOptions", "FitResult", "fit_model", "make_budget", "parse_size"]
 
 
 @dataclass
@@ -53,6 +54,13 @@ class FitResult:
 
 
 def check_techniques(techniques: Any, target: str) -> tuple[str, ...]:
+    """The techniques to search, in order. None: every technique the target's runtime takes (int8
+    quantization only where export's registry says the target runs int8 files)."""
+    from edgeslim.export.registry import TARGETS as EXPORT_TARGETS
+
+    modes = EXPORT_TARGETS[target].allowed.get("tflite", ())
+    if techniques is None:
+        return tuple(t for t in TECHNIQUES if t != "quantize" or "int8" in modes)
     items = [t.strip() for t in techniques.split(",")] if isinstance(techniques, str) else list(techniques)
     unknown = [t for t in items if t not in TECHNIQUES]
     if unknown or not items:
@@ -60,8 +68,13 @@ def check_techniques(techniques: Any, target: str) -> tuple[str, ...]:
             f"--techniques: unknown technique {unknown[0] if unknown else '(none)'!r}",
             f"choose from {list(TECHNIQUES)}",
         )
-    if target in ("mcu", "edgetpu") and "quantize" not in items:
+    if "quantize" not in items and "int8" in modes and not set(modes) - {"int8"}:
         raise ConfigError(f"--techniques: target {target} runs int8 models only, so it needs quantize")
+    if "quantize" in items and "int8" not in modes:
+        raise ConfigError(
+            f"--techniques: target {target} runs {', '.join(modes)} models, not int8",
+            "drop quantize from --techniques",
+        )
     return tuple(t for t in TECHNIQUES if t in items)
 
 
@@ -70,18 +83,13 @@ def fit_model(
     dataset: Any,
     budget: Budget,
     out_dir: str | Path,
-    techniques: Any = TECHNIQUES,
-    max_trials: int = 6,
-    workers: int | None = None,
-    ray_address: str | None = None,
-    finetune_epochs: int = 10,
-    seed: int = 0,
-    firmware: bool = False,
+    options: FitOptions = DEFAULTS,
+    *,
     unsafe_load: bool = False,
     notify: Any = None,
-    reuse_cache: bool = True,
 ) -> FitResult:
-    """Search for the most accurate compressed model that meets ``budget``; see the module docstring."""
+    """Search for the most accurate compressed model that meets ``budget``; see the module docstring.
+    ``options``: how the search runs (fit/options.py holds every default)."""
     from edgeslim.fit.executor import check_executor, make_executor
     from edgeslim.fit.search import run_search
     from edgeslim.fit.trial import TrialSettings
@@ -89,9 +97,9 @@ def fit_model(
     from edgeslim.train.fit import check_compatible
 
     began = time.perf_counter()
-    techniques = check_techniques(techniques, budget.target)
-    if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
-        raise ConfigError(f"--max-trials: must be a positive integer, got {max_trials!r}")
+    options.validate()
+    techniques = check_techniques(options.techniques, budget.target)
+    firmware, workers, ray_address = options.firmware, options.workers, options.ray_address
     if firmware and budget.target != "mcu":
         raise ConfigError("--firmware: applies to target mcu only", "add --target mcu")
     if budget.max_instructions is not None and not firmware:
@@ -104,7 +112,11 @@ def fit_model(
     check_supported(model, dataset)
     model_file = model_path.read_bytes()
     settings = TrialSettings(
-        budget.target, budget.board, finetune_epochs=finetune_epochs, seed=seed, firmware=firmware
+        budget.target,
+        budget.board,
+        finetune_epochs=options.finetune_epochs,
+        seed=options.seed,
+        firmware=firmware,
     )
     executor = make_executor(workers, ray_address)
     report: dict[str, Any] = {
@@ -119,6 +131,12 @@ def fit_model(
         "budget": budget.to_dict(),
         "constraints": {k: CONSTRAINTS[k] for k in budget.limits()},
         "techniques": list(techniques),
+        "loss_rule": {
+            "confidence": options.loss_confidence,
+            "judged_on": "validation",
+            "rule": "one-sided upper bound of the paired loss <= max_loss, Bonferroni over the candidates",
+        },
+        "options": options.to_dict(),
         "executor": {"kind": executor.name, "workers": executor.workers, "address": ray_address},
         "settings": asdict(settings),
     }
@@ -126,8 +144,20 @@ def fit_model(
     try:
         (out / "fit.json").unlink(missing_ok=True)
         try:
-            search = (model, model_file, dataset, budget, techniques, settings, executor, out, max_trials)
-            state, _ = run_search(*search, notify, found, reuse=reuse_cache)
+            search = (
+                model,
+                model_file,
+                dataset,
+                budget,
+                techniques,
+                settings,
+                executor,
+                out,
+                options.max_trials,
+            )
+            state, _ = run_search(
+                *search, notify, found, reuse=options.reuse_cache, confidence=options.loss_confidence
+            )
         finally:
             executor.close()
         winner, binds = _choose(state)
@@ -188,7 +218,7 @@ def _choose(state: Any) -> tuple[Any, list[str]]:
         return min(equal, key=lambda p: (p[0].measured["max_flash"], -p[0].val_accuracy)), []
     fitting = [(t, v) for t, v in pairs if v["meets_budget"]]
     if fitting:
-        return max(fitting, key=lambda p: p[0].val_accuracy), ["loss"]
+        return min(fitting, key=lambda p: p[1]["loss_bound_points"]), ["loss"]
     measured = [(t, v) for t, v in pairs if not t.failed]
     if not measured:
         return None, ["every trial failed" if pairs else "no trial ran"]
@@ -264,8 +294,9 @@ def _finish(
     outputs = outputs[0] if isinstance(outputs, list) else outputs
     candidate = [bool(c) for c in np.argmax(outputs, axis=-1) == dataset.y_test]
     reference = _correct(model, dataset.x_test, dataset.y_test)
-    test = compare(reference, candidate)
-    final = sidecar_measurements(artifact.sidecar, trial.measured["max_macs"])
+    test = compare(reference, candidate, state.confidence)
+    board = budget.board if budget.target == "mcu" else None
+    final = sidecar_measurements(artifact.sidecar, trial.measured["max_macs"], board)
     over, unknown = over_budget(budget.limits(), final)
     return summary | {
         "final_measured": final,  # the winner's own export, checked against the budget again
@@ -277,5 +308,29 @@ def _finish(
         "mcu": artifact.sidecar.get("mcu"),
         "test_accuracy": test["accuracy"],
         "test": test,
+        "test_vs_validation": test_against_validation(verdict, test, budget.max_loss),
         "input_test_accuracy": float(np.mean(reference)),
     }
+
+
+def test_against_validation(verdict: dict[str, Any], test: dict[str, Any], max_loss: float) -> dict[str, Any]:
+    """Whether the test split, read once, says what validation said: the loss rule held on validation
+    but the test loss is over ``max_loss``, or the two 95 % intervals of the loss do not overlap."""
+    validation = verdict.get("validation")
+    if validation is None:
+        return {"agree": None, "why": "no validation figures"}
+    v_low, v_high = validation["loss_ci95_points"]
+    t_low, t_high = test["loss_ci95_points"]
+    if verdict["within_loss"] and test["loss_points"] > max_loss:
+        why = (
+            f"validation put the loss at most {verdict['loss_bound_points']:+.2f} pt, but the test split "
+            f"measures {test['loss_points']:+.2f} pt, over --max-loss {max_loss:g}"
+        )
+        return {"agree": False, "why": why}
+    if t_low > v_high or v_low > t_high:
+        why = (
+            f"the loss on validation {validation['loss_points']:+.2f} pt [{v_low:+.2f}, {v_high:+.2f}] "
+            f"and on test {test['loss_points']:+.2f} pt [{t_low:+.2f}, {t_high:+.2f}] (95 %) do not overlap"
+        )
+        return {"agree": False, "why": why}
+    return {"agree": True, "why": None}

@@ -5,7 +5,9 @@ Sizes take bytes or ``48KB``, ``0.5MB`` (1 KB = 1,024 bytes, as board datasheets
 ``max_arena`` the TFLite Micro tensor arena measured by bisection (mcu target); ``max_latency_ms`` the
 batch-1 p50 in the target's runtime on this host; ``max_instructions`` the instructions per inference
 of the firmware run on an emulated Cortex-M (mcu target, ``firmware``); ``max_loss`` the tolerated
-accuracy loss in points against the input model, on validation data.
+accuracy loss in points against the input model (search.py says how it is judged). An mcu budget with
+a board adds ``board_flash`` and ``board_ram``: the board's whole flash and RAM against what export's
+board rule counts, so a winner fits the board exactly when its export does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 
 from edgeslim.errors import ConfigError, EdgeslimError, Problems
 
-TARGETS = ("cpu", "mcu", "edgetpu")
 TECHNIQUES = ("prune", "lowrank", "separable", "quantize")
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
 # constraint -> how the report names it
@@ -27,6 +28,8 @@ CONSTRAINTS = {
     "max_macs": "multiplications",
     "max_latency_ms": "host latency p50 (ms)",
     "max_instructions": "instructions per inference",
+    "board_flash": "board flash as export counts it",
+    "board_ram": "board RAM as export counts it",
 }
 
 
@@ -59,6 +62,10 @@ class Budget:
     max_instructions: int | None = None
     max_loss: float = 1.0
     board: str | None = None
+    # mcu with a board: the board's whole flash and RAM, against what export's board rule counts
+    # (export.mcu.board_fit: the model or firmware, the arena with its margin, the board's reserve)
+    board_flash: int | None = None
+    board_ram: int | None = None
 
     def limits(self) -> dict[str, float]:
         """The constraints that are set, by name."""
@@ -84,8 +91,10 @@ def make_budget(
     name = (
         (lambda key: f"{prefix}{key.replace('_', '-')}") if prefix == "--" else (lambda key: f"{prefix}{key}")
     )
-    if target not in TARGETS:
-        problems.add(f"{name('target')}: must be one of {list(TARGETS)}, got {target!r}")
+    from edgeslim.export.registry import TARGET_NAMES  # fit searches for any target export knows
+
+    if target not in TARGET_NAMES:
+        problems.add(f"{name('target')}: must be one of {list(TARGET_NAMES)}, got {target!r}")
     values: dict[str, Any] = {}
     for key, value in (("max_flash", max_flash), ("max_arena", max_arena)):
         if value is not None:
@@ -99,9 +108,10 @@ def make_budget(
         except EdgeslimError as exc:
             problems.add(f"{name('board')}: {exc.message}", exc.hint)
         else:
-            values.setdefault("max_flash", profile.flash_available)
-            if target == "mcu":
-                values.setdefault("max_arena", profile.ram_available)
+            if target == "mcu":  # what export will demand of the board, not the bare arena
+                values["board_flash"], values["board_ram"] = profile.flash_bytes, profile.ram_bytes
+            else:
+                values.setdefault("max_flash", profile.flash_available)
     for key, value, kind in (
         ("max_macs", max_macs, int),
         ("max_latency_ms", max_latency_ms, float),

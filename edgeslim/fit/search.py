@@ -7,6 +7,14 @@ cost model. A round whose best trial breaks a constraint tightens the predicted 
 constraint; a round whose best trial came out well under what was predicted selects again, so the
 recalibrated model can spend the room on accuracy.
 Loss is judged on the validation split; the test split is read once, for the winner.
+
+The loss rule (what makes "within --max-loss" hold on data the search never saw): a trial is within
+the loss when the one-sided upper confidence bound of its paired loss against the input model is at
+most ``max_loss``, not its point estimate. The winner is chosen among the contenders, the trials that
+meet the budget with a point estimate within the loss (one over it cannot win at any confidence), so
+each of those m is judged at confidence 1 - (1 - c)/m (Bonferroni): whichever wins, the chance that a
+model truly over the loss passes stays near 1 - c. Every verdict is judged again when a round adds
+contenders, so the verdicts in fit.json are those of the final m.
 """
 
 from __future__ import annotations
@@ -21,12 +29,13 @@ import numpy as np
 
 from edgeslim.fit import history, sensitivity
 from edgeslim.fit.budget import Budget, binding, over_budget
-from edgeslim.fit.costs import CostModel
+from edgeslim.fit.costs import CostModel, prediction_error
 from edgeslim.fit.select import select
 from edgeslim.fit.space import Plan, search_space
 from edgeslim.fit.stats import compare
 from edgeslim.fit.trial import TrialResult, TrialSettings, run_trial
 
+LOSS_CONFIDENCE = 0.9  # the loss rule's confidence for the winner, whichever trial it is
 MARGIN = 0.88  # the hedging plan of a round aims this far under the budget
 SLACK = 0.08  # a winner this far under its limits *and* its prediction may buy accuracy with the room
 CALIBRATED = 2  # measured compressed plans after which the cost model is trusted without a hedge
@@ -47,23 +56,43 @@ class SearchState:
     scale: dict[str, float] = field(default_factory=dict)
     epochs: int = 0  # fine-tuning epochs of the next trials; raised when the loss binds
     base_epochs: int = 0
+    confidence: float = LOSS_CONFIDENCE
 
-    def judge(self, trial: TrialResult) -> dict[str, Any]:
-        """Whether a trial meets each constraint and the loss, with the paired statistics. A constraint
-        with no measurement is "unknown", which never meets the budget."""
+    def judge(self, trial: TrialResult, predicted: dict[str, float] | None = None) -> dict[str, Any]:
+        """Whether a trial meets each constraint, with the paired statistics; the loss verdict comes
+        from ``rejudge`` once the number of candidates is known. A constraint with no measurement is
+        "unknown", which never meets the budget."""
         over, unknown = over_budget(self.budget.limits(), trial.measured)
-        stats = compare(self.baseline_correct, trial.val_correct) if trial.val_correct else None
-        loss = stats["loss_points"] if stats else math.inf
-        return {
+        verdict = {
             "trial": trial.index,
             "meets_budget": not trial.failed and not over and not unknown,
             "over": over,
             "unknown": unknown,
             "binding": binding(over, unknown),  # for the record and the report, which do not import fit
-            "loss_points": loss,
-            "within_loss": loss <= self.budget.max_loss,
+            "predicted": predicted,
+        }
+        return verdict | self._loss_verdict(trial, 1)
+
+    def _loss_verdict(self, trial: TrialResult, candidates: int) -> dict[str, Any]:
+        level = 1 - (1 - self.confidence) / max(1, candidates)
+        stats = compare(self.baseline_correct, trial.val_correct, level) if trial.val_correct else None
+        bound = stats["loss_upper_points"] if stats else math.inf
+        return {
+            "loss_points": stats["loss_points"] if stats else math.inf,
+            "loss_bound_points": bound,  # the one-sided upper bound at `loss_confidence`
+            "loss_confidence": level,
+            "candidates": candidates,
+            "within_loss": bound <= self.budget.max_loss,
             "validation": stats,
         }
+
+    def rejudge(self) -> None:
+        """Judge every trial's loss again at the confidence that the contenders so far call for."""
+        candidates = sum(
+            1 for v in self.evaluations if v["meets_budget"] and v["loss_points"] <= self.budget.max_loss
+        )
+        for trial, verdict in zip(self.trials, self.evaluations, strict=True):
+            verdict.update(self._loss_verdict(trial, candidates))
 
 
 def run_search(
@@ -80,6 +109,7 @@ def run_search(
     found: dict[str, Any] | None = None,
     *,
     reuse: bool = True,
+    confidence: float = LOSS_CONFIDENCE,
 ) -> tuple[SearchState, dict[str, Any]]:
     """The search; ``found`` receives the state and the figures as they come (``state``,
     ``baseline_trial``, ``sensitivity``, ``sensitivity_cached``), so a fit that is stopped can say
@@ -92,12 +122,16 @@ def run_search(
     graph = ModelGraph(model)
     analysis = ChannelAnalysis(graph, lambda layer: True)
     units = search_space(graph, analysis, techniques)
-    cost = CostModel(graph, analysis, units, quantized="quantize" in techniques)
+    from edgeslim.export.registry import TARGETS
+
+    unquantized = TARGETS[budget.target].defaults.get("tflite", "float32")
+    cost = CostModel(graph, analysis, units, unquantized=unquantized)
     correct = _correct(model, data.x_val, data.y_val)
     shared_model, shared_data = executor.share(model_file), executor.share(data)
 
     notify(f"baseline: validation accuracy {np.mean(correct):.2%}; measuring its {budget.target} export")
     state = SearchState(budget, units, cost, [], float(np.mean(correct)), correct, None)
+    state.confidence = confidence
     found = {} if found is None else found
     found["state"] = state
     base = _baseline(state, shared_model, shared_data, settings, techniques, executor, out_dir)
@@ -139,10 +173,13 @@ def run_search(
         trials_left -= len(plans)
         for plan, trial, guess in zip(plans, results, predicted, strict=True):
             state.trials.append(trial)
-            verdict = state.judge(trial) | {"predicted": guess}
-            state.evaluations.append(verdict)
+            state.evaluations.append(
+                state.judge(trial, guess) | {"prediction_error": prediction_error(guess, trial.measured)}
+            )
             if not trial.failed:
                 cost.observe(plan, trial.measured)
+        state.rejudge()
+        for trial, verdict in zip(results, state.evaluations[-len(results) :], strict=True):
             notify(_describe(trial, verdict))
         if not _adapt(state, results):
             break
@@ -160,8 +197,9 @@ def _reuse_history(state: SearchState, folder: Path, out_dir: Path, notify: Noti
             copy = history.reuse(trial, len(state.trials), out_dir)
             copy.reused = True
             state.trials.append(copy)
-            state.evaluations.append(state.judge(copy) | {"predicted": None})
+            state.evaluations.append(state.judge(copy))
             reused.append(copy)
+    state.rejudge()
     if past:
         notify(
             f"history: {len(past)} trial(s) of earlier fits calibrate the cost model; {len(reused)} reused"
@@ -283,7 +321,7 @@ def _adapt(state: SearchState, results: list[TrialResult]) -> bool:
         ]
         if room and min(room) > SLACK:
             return True
-        if best["within_loss"] or state.epochs >= 4 * state.base_epochs:
+        if best["within_loss"] or state.epochs >= 2 * state.base_epochs:
             return False
         state.epochs *= 2  # the budget is spent and the loss binds: train the same plan longer
         return True
@@ -326,5 +364,6 @@ def _describe(trial: TrialResult, verdict: dict[str, Any]) -> str:
     status = "fits" if verdict["meets_budget"] else "over " + ", ".join(verdict["binding"])
     return (
         f"  trial {trial.index}: {', '.join(parts)}; validation {trial.val_accuracy:.2%} "
-        f"(loss {verdict['loss_points']:+.2f} pt); {status}; {trial.seconds:.0f} s"
+        f"(loss {verdict['loss_points']:+.2f} pt, at most {verdict['loss_bound_points']:+.2f} at "
+        f"{verdict['loss_confidence']:.0%}); {status}; {trial.seconds:.0f} s"
     )

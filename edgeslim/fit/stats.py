@@ -6,12 +6,15 @@
 - The paired difference of two accuracies with Newcombe's 95 % interval (his method 10: the two
   accuracies' Wilson intervals combined with their correlation). Wald's interval, used before, is
   [0, 0] when the models never disagree, which claims a certainty 800 samples cannot give.
+- The one-sided upper confidence bound of the loss, which is what fit's loss rule judges: the upper
+  end of Newcombe's two-sided interval at level 2c - 1 bounds the loss at confidence c.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 
 Z95 = 1.959963984540054
 
@@ -54,8 +57,18 @@ def newcombe_paired(a: int, b: int, c: int, d: int, z: float = Z95) -> tuple[flo
     return p1 - p2 - math.sqrt(max(low, 0.0)), p1 - p2 + math.sqrt(max(high, 0.0))
 
 
-def compare(reference: Sequence[bool], candidate: Sequence[bool]) -> dict[str, float]:
-    """The candidate against the reference on the same samples: loss in points, its interval, McNemar p."""
+def one_sided_z(confidence: float) -> float:
+    """The normal quantile of a one-sided bound at ``confidence`` (0.9 -> 1.2816)."""
+    if not 0.5 <= confidence < 1.0:
+        raise ValueError(f"internal error: confidence {confidence} outside [0.5, 1)")
+    return NormalDist().inv_cdf(confidence)
+
+
+def compare(
+    reference: Sequence[bool], candidate: Sequence[bool], confidence: float | None = None
+) -> dict[str, float]:
+    """The candidate against the reference on the same samples: loss in points, its 95 % interval,
+    McNemar p and, with ``confidence``, the loss's one-sided upper bound at that confidence."""
     if len(reference) != len(candidate):
         raise ValueError("internal error: paired comparison on different samples")
     n = len(reference)
@@ -66,7 +79,11 @@ def compare(reference: Sequence[bool], candidate: Sequence[bool]) -> dict[str, f
     low, high = newcombe_paired(both, b, c_, n - both - b - c_)
     acc = sum(candidate) / n if n else 0.0
     lo, hi = wilson(sum(candidate), n)
-    return {
+    bound = {}
+    if confidence is not None:
+        upper = newcombe_paired(both, b, c_, n - both - b - c_, one_sided_z(confidence))[1]
+        bound = {"loss_upper_points": 100 * upper, "confidence": confidence}
+    return bound | {
         "accuracy": acc,
         "accuracy_ci95": [lo, hi],
         "loss_points": 100 * diff,

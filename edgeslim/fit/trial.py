@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeslim.fit.options import DEFAULTS
 from edgeslim.fit.space import Plan
 
 TRIAL_QAT_EPOCHS = 2
@@ -25,7 +26,7 @@ MEASURING_BOARD = "stm32l4r5"  # the largest shipped profile (a Cortex-M4, as th
 class TrialSettings:
     target: str
     board: str | None = None
-    finetune_epochs: int = 10
+    finetune_epochs: int = DEFAULTS.finetune_epochs
     # A compressed model has further to go than one fine-tuning step of a hand-written chain: on the
     # digits, 16 epochs at 5e-3 recovered 95 % where 5e-4 (the chain's default) reached 84 %.
     learning_rate: float = 5e-3
@@ -169,12 +170,13 @@ def _run(
         calib_samples=settings.calib_samples if recipe is None else None,
         firmware=settings.firmware and settings.target == "mcu",
     )
-    measure_artifact(artifact, validation, result)
+    measure_artifact(artifact, validation, result, settings.board if settings.target == "mcu" else None)
 
 
-def sidecar_measurements(sidecar: dict[str, Any], macs: float) -> dict[str, Any]:
+def sidecar_measurements(sidecar: dict[str, Any], macs: float, board: str | None = None) -> dict[str, Any]:
     """Each budget constraint as the artifact's sidecar measured it (None where it was not measured):
-    one definition for the trials and for the winner's final export."""
+    one definition for the trials and for the winner's final export. With ``board`` (mcu), what
+    export's board rule counts against the board's whole flash and RAM, from the same figures."""
     verification = sidecar.get("verification") or {}
     mcu = sidecar.get("mcu") or {}
     firmware = mcu.get("firmware") or {}
@@ -185,18 +187,37 @@ def sidecar_measurements(sidecar: dict[str, Any], macs: float) -> dict[str, Any]
         "max_latency_ms": verification.get("latency_ms_p50"),
         "max_instructions": firmware.get("instructions_per_inference"),
     }
+    if board is not None and mcu:
+        measured |= board_counts(board, mcu)
     if sidecar.get("edgetpu"):
         edgetpu = sidecar["edgetpu"]
         measured["edgetpu_unmapped"] = float(edgetpu["total_ops"] - edgetpu["mapped_ops"])
     return measured
 
 
-def measure_artifact(artifact: Any, validation: Any, result: TrialResult) -> None:
+def board_counts(board: str, mcu: dict[str, Any]) -> dict[str, float]:
+    """Flash and RAM as export's board rule counts them for ``board``: the figures it compares with
+    what is available, plus the reserve it sets aside, so that each is at most the board's whole flash
+    or RAM exactly when export accepts the artifact."""
+    from edgeslim.export.boards import load_board
+    from edgeslim.export.mcu import board_fit
+
+    profile = load_board(board)
+    fit = board_fit(
+        profile, mcu["fit"]["flash_bytes"], mcu["fit"]["ram_needed"], mcu["arena_source"] == "firmware"
+    )
+    return {
+        "board_flash": float(fit["flash_bytes"] + profile.flash_bytes - fit["flash_available"]),
+        "board_ram": float(fit["ram_needed"] + profile.ram_bytes - fit["ram_available"]),
+    }
+
+
+def measure_artifact(artifact: Any, validation: Any, result: TrialResult, board: str | None = None) -> None:
     """Bytes, arena, latency, instructions and validation accuracy of the exported file."""
     from edgeslim.runtime import load
 
     result.artifact = str(artifact.path)
-    result.measured = sidecar_measurements(artifact.sidecar, result.macs)
+    result.measured = sidecar_measurements(artifact.sidecar, result.macs, board)
     predictions = load(artifact.path).predict(validation.x_test)
     predictions = predictions[0] if isinstance(predictions, list) else predictions
     correct = np.argmax(predictions, axis=-1) == validation.y_test

@@ -215,7 +215,7 @@ class LayerHandler:
     family: ClassVar[str] = "unknown"
     handles: ClassVar[tuple[type, ...]] = ()  # Keras classes; a subclass of one is found along its MRO
     kernel_attrs: ClassVar[tuple[str, ...]] = ()  # the multiplying weights (pruned, quantized)
-    bias_attr: ClassVar[str | None] = None
+    bias_attr: ClassVar[str | None] = None  # the per-output-channel bias, where the kind has one
 
     def __init__(self, layer: keras.layers.Layer, note: str = "") -> None:
         self.layer = layer
@@ -237,6 +237,12 @@ class LayerHandler:
         """(parameters, multiplications) of one call once pruning kept these fractions of the layer's
         input and output channels: what the budget search prices without rebuilding the layer."""
         return float(self.params()), float(self.macs(call) or 0)
+
+    def bias_size(self) -> int:
+        """Elements of the layer's bias (0 without one), a part of ``params()``: one per output channel,
+        so pruning keeps ``keep_out`` of them. An int8 export stores them as int32, not int8."""
+        bias = getattr(self.layer, self.bias_attr, None) if self.bias_attr else None
+        return int(math.prod(bias.shape)) if bias is not None else 0
 
     def output_elements(self, call: Call) -> int:
         return sum(math.prod(int(d) for d in s[1:] if d is not None) for s in call.outputs)
@@ -328,10 +334,11 @@ class KernelBiasHandler(LayerHandler):
     BatchNorm folds in by scaling the kernel's output axis (``out_axis``) and the bias."""
 
     kernel_attrs = ("kernel",)
+    bias_attr = "bias"
     out_axis: ClassVar[int] = -1
 
     def resized(self, call: Call, keep_in: float, keep_out: float) -> tuple[float, float]:
-        bias = float(self.layer.bias.shape[0]) if self.layer.use_bias else 0.0
+        bias = float(self.bias_size())
         kernel = self.params() - bias
         return kernel * keep_in * keep_out + bias * keep_out, (self.macs(call) or 0) * keep_in * keep_out
 

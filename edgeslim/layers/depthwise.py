@@ -17,6 +17,7 @@ class DepthwiseHandler(LayerHandler):
     family = "depthwise"
     handles = (L.DepthwiseConv1D, L.DepthwiseConv2D)
     kernel_attrs = ("kernel",)
+    bias_attr = "bias"
 
     def macs(self, call: Call) -> int:
         return spatial(call.out_shape) * math.prod(int(d) for d in self.layer.kernel.shape)

@@ -17,6 +17,7 @@ class SeparableConvHandler(LayerHandler):
     family = "separable"
     handles = (L.SeparableConv1D, L.SeparableConv2D)
     kernel_attrs = ("depthwise_kernel", "pointwise_kernel")
+    bias_attr = "bias"
 
     def macs(self, call: Call) -> int:
         dw, pw = self.layer.depthwise_kernel.shape, self.layer.pointwise_kernel.shape

@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.errors import ConfigError, EdgeslimError, Problems
+from edgeslim.fit.options import config_rules as fit_option_rules
 from edgeslim.limits import MAX_CALIB_SAMPLES, MAX_FIRMWARE_SAMPLES
 from edgeslim.modelio import KERAS_SUFFIXES
-from edgeslim.train.config import MAX_EPOCHS, MAX_SEED, Rule, is_type, shown
+from edgeslim.train.config import MAX_SEED, Rule, is_type, shown
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 SECTIONS = ("dataset", "model", "train", "compress", "fit", "export", "report")
 # Upper bounds: far above any edge model's needs, so only a typo or a hostile file meets them.
 MAX_CLASS_INDEX = 65_535
 MAX_IMAGE_SIDE = 4_096
-MAX_TRIALS = 1_000
-MAX_WORKERS = 1_024
 # A schema maps key -> a type (or tuple of types) checked with isinstance, or a Rule (type and range).
 DATASET_KEYS = {
     "name": str,
@@ -53,12 +52,7 @@ FIT_KEYS = {
     "max_latency_ms": float,
     "max_instructions": int,
     "max_loss": float,
-    "techniques": (str, list),
-    "max_trials": Rule("int", 1, MAX_TRIALS),
-    "finetune_epochs": Rule("int", 1, MAX_EPOCHS),
-    "workers": Rule("int", 1, MAX_WORKERS, optional=True),
-    "ray_address": (str, type(None)),
-    "firmware": bool,
+    **fit_option_rules(),  # techniques, max_trials, ..., with FitOptions' own rules
 }
 REPORT_FORMATS = ("json", "md", "html")
 
@@ -419,22 +413,12 @@ def _check_export(value: Any, problems: Problems) -> dict[str, Any]:
 
 def _check_fit(value: Any, export: dict[str, Any], problems: Problems) -> dict[str, Any] | None:
     """The fit section: a budget (make_budget checks it) and the search's own settings."""
-    from edgeslim.fit import check_techniques, make_budget
-    from edgeslim.fit.budget import TECHNIQUES
+    from edgeslim.fit import Budget, FitOptions, check_techniques, make_budget
 
     if value is None:
         return None
-    fit: dict[str, Any] = {
-        "target": "cpu",
-        "board": None,
-        "max_loss": 1.0,
-        "techniques": list(TECHNIQUES),
-        "max_trials": 6,
-        "finetune_epochs": 10,
-        "workers": None,
-        "ray_address": None,
-        "firmware": False,
-    }
+    defaults = FitOptions().to_dict()
+    fit: dict[str, Any] = {"target": Budget.target, "board": None, "max_loss": Budget.max_loss} | defaults
     with problems.collect():
         fit |= check_mapping(value, "fit", FIT_KEYS)
     budget_keys = ("max_flash", "max_arena", "max_macs", "max_latency_ms", "max_instructions", "board")
@@ -444,4 +428,4 @@ def _check_fit(value: Any, export: dict[str, Any], problems: Problems) -> dict[s
         args = {k: fit.get(k) for k in budget_keys}
         make_budget(fit["target"], max_loss=fit["max_loss"], prefix="fit.", **args)
         check_techniques(fit["techniques"], fit["target"])
-    return fit  # max_trials, finetune_epochs, workers: ranged by FIT_KEYS' rules
+    return fit  # max_trials, finetune_epochs, workers, ...: ranged by FIT_KEYS' (FitOptions') rules

@@ -209,7 +209,7 @@ def _fit_step(ctx: Context, input_path: Path, input_key: str) -> tuple[Lazy, str
         ctx.result.failures += marker.get("failures", [])
         return Lazy(lambda: _load(model_path)), key, read_recipe(model_path), model_path
     from edgeslim.analysis.keras_model import analyze_keras
-    from edgeslim.fit import fit_model, make_budget
+    from edgeslim.fit import FitOptions, check_techniques, fit_model, make_budget
 
     ctx.notify("01-fit", "start")
     began = time.perf_counter()
@@ -224,12 +224,10 @@ def _fit_step(ctx: Context, input_path: Path, input_key: str) -> tuple[Lazy, str
         data,
         budget,
         step_dir / "search",
-        techniques=fit["techniques"],
-        max_trials=fit["max_trials"],
-        workers=fit["workers"],
-        ray_address=fit["ray_address"],
-        finetune_epochs=fit["finetune_epochs"],
-        firmware=fit["firmware"],
+        FitOptions(
+            **{k: fit[k] for k in FitOptions().to_dict()}
+            | {"techniques": check_techniques(fit["techniques"], budget.target)}
+        ),
         notify=lambda message: ctx.notify(f"01-fit: {message}", "note"),
     )
     best = outcome.report.get("best")

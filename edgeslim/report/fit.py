@@ -26,10 +26,12 @@ TRIAL_HEADERS = [
     "MACs",
     "latency p50 (ms)",
     "validation",
-    "loss (pt)",
+    "loss (pt), bound",
     "McNemar p",
+    "predicted vs measured",
     "verdict",
 ]
+SHORT = {"max_flash": "bytes", "max_arena": "arena", "board_flash": "board flash", "board_ram": "board RAM"}
 
 
 def write_fit_report(fit: dict[str, Any], out_dir: Path, plots: bool = True) -> dict[str, Path]:
@@ -47,11 +49,36 @@ def summary_line(fit: dict[str, Any]) -> str:
     if best is None or best.get("artifact") is None:
         return f"no model fits; binding: {', '.join(fit['binding']) or 'unknown'}"
     verdict = "fits" if fit["fits"] else f"closest candidate (binding: {', '.join(fit['binding'])})"
+    test = best["test"]
+    low, high = test["loss_ci95_points"]
     return (
         f"{verdict}: trial {best['trial']}, {kb(best['bytes'])}, test accuracy {acc(best['test_accuracy'])} "
-        f"(input model {acc(best['input_test_accuracy'])}, loss {best['test']['loss_points']:+.2f} pt, "
-        f"McNemar p = {best['test']['mcnemar_p']:.3f})"
+        f"(input model {acc(best['input_test_accuracy'])}; test loss {test['loss_points']:+.2f} pt "
+        f"[{low:+.2f}, {high:+.2f}] against --max-loss {fit['budget']['max_loss']:g}, "
+        f"McNemar p = {test['mcnemar_p']:.3f})"
     )
+
+
+def loss_lines(fit: dict[str, Any]) -> list[str]:
+    """How the loss was judged, and whether the test split, read once, disagrees with validation."""
+    best = fit.get("best") or {}
+    verdict = best.get("evaluation") or {}
+    if "loss_bound_points" not in verdict or best.get("test") is None:
+        return []
+    shared = (
+        f" ({fit['loss_rule']['confidence']:.0%} shared by {verdict['candidates']} contenders)"
+        if verdict["candidates"] > 1
+        else ""
+    )
+    lines = [
+        f"Loss rule: on the {verdict['validation']['samples']} validation samples the winner loses "
+        f"{verdict['loss_points']:+.2f} pt, at most {verdict['loss_bound_points']:+.2f} pt at "
+        f"{verdict['loss_confidence']:.1%} confidence{shared}; --max-loss {fit['budget']['max_loss']:g}."
+    ]
+    check = best.get("test_vs_validation") or {}
+    if check.get("agree") is False:
+        lines.append(f"Test and validation disagree: {check['why']}.")
+    return lines
 
 
 def _trial_rows(fit: dict[str, Any]) -> list[list[object]]:
@@ -76,12 +103,22 @@ def _trial_rows(fit: dict[str, Any]) -> list[list[object]]:
                 num(t.get("macs")),
                 f"{m['max_latency_ms']:.3f}" if m.get("max_latency_ms") is not None else "",
                 _ci(val) if val else "",
-                f"{ev['loss_points']:+.2f}" if val else "",
+                _loss_cell(ev) if val else "",
                 f"{val['mcnemar_p']:.3f}" if val else "",
+                ", ".join(
+                    f"{SHORT[k]} {e:+.1%}"
+                    for k, e in (ev.get("prediction_error") or {}).items()
+                    if k in SHORT
+                ),
                 verdict,
             ]
         )
     return rows
+
+
+def _loss_cell(ev: dict[str, Any]) -> str:
+    bound = ev.get("loss_bound_points")
+    return f"{ev['loss_points']:+.2f}" + (f" (at most {bound:+.2f})" if bound is not None else "")
 
 
 def _ci(stats: dict[str, Any]) -> str:
@@ -116,6 +153,7 @@ def render_markdown(fit: dict[str, Any], plots: dict[str, str]) -> str:
         "",
         f"**{summary_line(fit)}**",
         "",
+        *[line + "\n" for line in loss_lines(fit)],
     ]
     best = fit.get("best")
     if best:
@@ -141,6 +179,7 @@ def render_html(fit: dict[str, Any], plots: dict[str, Path]) -> str:
         "th{background:#f0f3f7}img{max-width:100%}</style></head><body><h1>edgeslim fit</h1>",
         f"<p>Model <code>{e(fit['model']['path'])}</code> on {e(fit['dataset']['name'])}. "
         f"Budget: {e(_budget_line(fit))}.</p><p><b>{e(summary_line(fit))}</b></p>",
+        *[f"<p>{e(line)}</p>" for line in loss_lines(fit)],
     ]
     best = fit.get("best")
     if best:

@@ -90,14 +90,16 @@ def setting(default: Any, rule: Rule) -> Any:
     return field(default=default, metadata={"rule": rule})
 
 
-def check_rules(config: Any, prefix: str) -> list[ConfigError]:
-    """Every field of a dataclass instance against its rule, one ConfigError per mistake."""
+def check_rules(config: Any, prefix: str, name: Any = None) -> list[ConfigError]:
+    """Every field of a dataclass instance against its rule, one ConfigError per mistake, each naming
+    its key as ``prefix.field`` or as ``name(field)`` spells it (e.g. a CLI option)."""
     problems = []
     for f in fields(config):
         rule = f.metadata.get("rule")
         message = rule.problem(getattr(config, f.name)) if rule is not None else None
         if message:
-            problems.append(ConfigError(f"{prefix}.{f.name}: {message}"))
+            key = name(f.name) if name is not None else f"{prefix}.{f.name}"
+            problems.append(ConfigError(f"{key}: {message}"))
     return problems
 
 
