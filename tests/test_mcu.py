@@ -194,3 +194,15 @@ def test_mnist_on_tflite_micro(mnist_model, mnist, tmp_path):
     assert tflm["samples"] == 400 and tflm["passed"]
     assert abs(tflm["accuracy"] - tflm["keras_accuracy"]) <= 0.015
     assert artifact.sidecar["mcu"]["compile_check"]["passed"] in (True, None)
+
+
+def test_arena_probes_keep_few_helper_processes(mcu_artifact):
+    """Each model's arena is probed in a helper process (a crash costs the helper): a session that
+    probes many models keeps at most MAX_HELPERS of them, not one per model until it exits."""
+    from edgeslim.runtime import tflm_guard
+
+    data, arena = mcu_artifact.path.read_bytes(), mcu_artifact.sidecar["mcu"]["arena_bytes"]
+    for pad in range(1, 5):  # the same model with trailing bytes: another file, another helper
+        assert tflm_guard.arena_is_safe(data + bytes(16 * pad), arena + 64)
+    alive = [h for h in tflm_guard._HELPERS.values() if h.process is not None and h.process.poll() is None]
+    assert len(tflm_guard._HELPERS) <= tflm_guard.MAX_HELPERS and 1 <= len(alive) <= tflm_guard.MAX_HELPERS

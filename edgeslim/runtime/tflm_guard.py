@@ -72,17 +72,25 @@ class _Helper:
         except (BrokenPipeError, OSError):
             answer = ""
         if answer not in ("ok", "fail"):  # it crashed on this size: a size that does not run
-            self.close()
+            self.stop()
         return answer == "ok"
 
-    def close(self) -> None:
+    def stop(self) -> None:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
             self.process = None
 
+    def close(self) -> None:
+        self.stop()
+        self._dir.cleanup()
+
 
 _HELPERS: dict[str, _Helper] = {}
+# Helpers alive at once: a bisection asks one model many sizes, then moves on to the next model. A fit
+# exports a model per trial and a test session hundreds: each helper kept to the end held an interpreter
+# and its imports (24 idle children in one test worker).
+MAX_HELPERS = 2
 
 
 def arena_is_safe(data: bytes, arena_size: int) -> bool:
@@ -93,9 +101,11 @@ def arena_is_safe(data: bytes, arena_size: int) -> bool:
         return True
     if fails is not None and arena_size <= fails:
         return False
-    if digest not in _HELPERS:
-        _HELPERS[digest] = _Helper(data)
-    ok = _HELPERS[digest].runs(arena_size)
+    helper = _HELPERS.pop(digest, None) or _Helper(data)
+    _HELPERS[digest] = helper  # the most recent last
+    while len(_HELPERS) > MAX_HELPERS:
+        _HELPERS.pop(next(iter(_HELPERS))).close()
+    ok = helper.runs(arena_size)
     if ok:
         runs = arena_size if runs is None else min(runs, arena_size)
     else:
