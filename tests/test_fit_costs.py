@@ -228,3 +228,21 @@ def test_prediction_error_per_constraint():
     error = prediction_error(predicted, measured)
     assert error == pytest.approx({"max_flash": 0.1, "max_arena": -0.1})  # none, zero and absent left out
     assert prediction_error({}, measured) == {}
+
+
+def test_a_plan_without_int8_is_priced_in_the_targets_own_mode():
+    """A target exports a plan without int8 in its default mode: a GPU's float16 file holds 2 bytes a
+    weight, a float32 file 4, and both compute in float32 (fit/search.py reads the mode from export)."""
+    model = functional(layers.Flatten(), layers.Dense(64))
+    weights = 64 * 64 + 64
+
+    def raw(mode: str) -> dict:
+        graph = ModelGraph(model)
+        analysis = ChannelAnalysis(graph, lambda layer: True)
+        units = search_space(graph, analysis, ("prune", "lowrank"))
+        cost = CostModel(graph, analysis, units, unquantized=mode)
+        return cost.raw(Plan.make(units, [0] * len(units), quantize=False))
+
+    half, full = raw("float16"), raw("float32")
+    assert full["max_flash"] - half["max_flash"] == pytest.approx(2 * weights)
+    assert full["max_arena"] == half["max_arena"]
