@@ -259,3 +259,22 @@ def test_report_columns_follow_the_task(tmp_path, task, rows, shown, hidden):
     html = written["html"].read_text()
     assert "<th>" + ("accuracy" if task is None else "MSE") + "</th>" in html
     assert written["plot:accuracy_vs_bytes"].stat().st_size > 1000
+
+
+def test_fit_refuses_a_regression_model_and_two_inputs_with_one_line(digits_npz, tmp_path, capsys):
+    """fit's loss is accuracy points of one classifier output: a regression model, or a model with two
+    inputs, is refused before any work (exit 2, one line, nothing written), not scored as a classifier."""
+    inputs = keras.Input((64,))
+    keras.Model(inputs, layers.Dense(1)(layers.Dense(8)(inputs))).save(tmp_path / "ink.keras")
+    image, profile = keras.Input((8, 8, 1), name="image"), keras.Input((16,), name="profile")
+    joined = layers.Concatenate()([layers.Flatten()(image), profile])
+    heads = [layers.Dense(10, activation="softmax", name="digit")(joined),
+             layers.Dense(2, activation="softmax", name="parity")(joined)]  # fmt: skip
+    keras.Model([image, profile], heads).save(tmp_path / "two.keras")
+    for model, data, why in (("ink", "ink.npz", "regression model"), ("two", "two.npz", "2 inputs")):
+        out = tmp_path / f"fit-{model}"
+        code = main(["fit", str(tmp_path / f"{model}.keras"), "--dataset", "npz", "--data-dir",
+                     str(digits_npz / data), "--max-flash", "8KB", "--out", str(out)])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("error:") == 1 and why in err and "Traceback" not in err, err
+        assert not (out / "fit.json").exists()
