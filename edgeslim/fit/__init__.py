@@ -134,7 +134,8 @@ def fit_model(
         "loss_rule": {
             "confidence": options.loss_confidence,
             "judged_on": "validation",
-            "rule": "one-sided upper bound of the paired loss <= max_loss, Bonferroni over the candidates",
+            "rule": "one-sided upper bound of the paired loss <= max_loss, at confidence 1 - (1 - c)/m "
+            "for the m contenders (within budget, point estimate within max_loss)",
         },
         "options": options.to_dict(),
         "executor": {"kind": executor.name, "workers": executor.workers, "address": ray_address},
