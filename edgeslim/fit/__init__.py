@@ -296,8 +296,7 @@ def _finish(
     candidate = [bool(c) for c in np.argmax(outputs, axis=-1) == dataset.y_test]
     reference = _correct(model, dataset.x_test, dataset.y_test)
     test = compare(reference, candidate, state.confidence)
-    board = budget.board if budget.target == "mcu" else None
-    final = sidecar_measurements(artifact.sidecar, trial.measured["max_macs"], board)
+    final = sidecar_measurements(artifact.sidecar, trial.measured["max_macs"], budget.board)
     over, unknown = over_budget(budget.limits(), final)
     return summary | {
         "final_measured": final,  # the winner's own export, checked against the budget again

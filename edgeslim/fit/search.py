@@ -30,12 +30,12 @@ import numpy as np
 from edgeslim.fit import history, sensitivity
 from edgeslim.fit.budget import Budget, binding, over_budget
 from edgeslim.fit.costs import CostModel, prediction_error
+from edgeslim.fit.options import DEFAULTS
 from edgeslim.fit.select import select
 from edgeslim.fit.space import Plan, search_space
 from edgeslim.fit.stats import compare
 from edgeslim.fit.trial import TrialResult, TrialSettings, run_trial
 
-LOSS_CONFIDENCE = 0.9  # the loss rule's confidence for the winner, whichever trial it is
 MARGIN = 0.88  # the hedging plan of a round aims this far under the budget
 SLACK = 0.08  # a winner this far under its limits *and* its prediction may buy accuracy with the room
 CALIBRATED = 2  # measured compressed plans after which the cost model is trusted without a hedge
@@ -56,7 +56,7 @@ class SearchState:
     scale: dict[str, float] = field(default_factory=dict)
     epochs: int = 0  # fine-tuning epochs of the next trials; raised when the loss binds
     base_epochs: int = 0
-    confidence: float = LOSS_CONFIDENCE
+    confidence: float = DEFAULTS.loss_confidence
 
     def judge(self, trial: TrialResult, predicted: dict[str, float] | None = None) -> dict[str, Any]:
         """Whether a trial meets each constraint, with the paired statistics; the loss verdict comes
@@ -109,7 +109,7 @@ def run_search(
     found: dict[str, Any] | None = None,
     *,
     reuse: bool = True,
-    confidence: float = LOSS_CONFIDENCE,
+    confidence: float = DEFAULTS.loss_confidence,
 ) -> tuple[SearchState, dict[str, Any]]:
     """The search; ``found`` receives the state and the figures as they come (``state``,
     ``baseline_trial``, ``sensitivity``, ``sensitivity_cached``), so a fit that is stopped can say

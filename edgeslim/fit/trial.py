@@ -170,7 +170,7 @@ def _run(
         calib_samples=settings.calib_samples if recipe is None else None,
         firmware=settings.firmware and settings.target == "mcu",
     )
-    measure_artifact(artifact, validation, result, settings.board if settings.target == "mcu" else None)
+    measure_artifact(artifact, validation, result, settings.board)  # board counts: mcu sidecars only
 
 
 def sidecar_measurements(sidecar: dict[str, Any], macs: float, board: str | None = None) -> dict[str, Any]:
