@@ -133,8 +133,8 @@ def main() -> None:
         "split; every run is `edgeslim fit` in its own process with only the budget given. Test accuracy "
         "is read once, for the winner, and compared with the input model on the same 2,000 images "
         "(McNemar); the search judges the loss on the validation images only, by the one-sided upper bound "
-        "of `fit_seeds` below. The arena is measured on the emulated Cortex-M4 (`--firmware`), the host's bisection "
-        "beside it.\n\n"
+        "of `fit_seeds` below. The arena is measured on the emulated Cortex-M4 (`--firmware`), the host's "
+        "bisection beside it.\n\n"
     )
     text += markdown_table(headers, [row(r) for r in results.values()]) + "\n"
     text += "\n" + goals(results)
