@@ -47,6 +47,7 @@ TF_FREE = (
     "recipe.py",
     "progress.py",
     "limits.py",
+    "settings.py",
     "ownership.py",
     "runlock.py",
 )

@@ -46,7 +46,7 @@ def test_gpu_default_is_float16_and_refuses_integer_modes(digits_model, digits, 
         ({"target": "cpu", "formats": ["pb"]}, "unknown export format 'pb'"),
         ({"target": "cpu", "quant": "int4"}, "quant mode 'int4' is unknown"),
         ({"target": "cpu", "quant": {"mode": "int8", "bits": 4}}, "unknown key"),
-        ({"target": "cpu", "io_dtype": "int16"}, "io_dtype 'int16' is unknown"),
+        ({"target": "cpu", "io_dtype": "int16"}, r"io_dtype: must be one of \['int8', 'uint8'\]"),
         ({"target": "edgetpu", "formats": ["onnx"]}, "target edgetpu does not take format onnx"),
         ({"target": "edgetpu", "quant": "float16"}, "target edgetpu does not take tflite float16"),
         ({"target": "mcu", "quant": "dynamic"}, "target mcu does not take tflite dynamic"),
@@ -58,6 +58,42 @@ def test_targets_refuse_what_they_cannot_run(digits_model, digits, tmp_path, kwa
     with pytest.raises(EdgeslimError, match=message):
         export_model(digits_model, digits, out_dir=tmp_path, **kwargs)
     assert not tmp_path.exists() or not list(tmp_path.iterdir())  # nothing written
+
+
+def test_export_options_hold_every_default_once(digits_model_path, tmp_path, capsys):
+    """One home: `edgeslim export`'s defaults, the pipeline config's and export_model's are ExportOptions';
+    a bad value is named as each entry point spells it, before anything is written."""
+    import inspect
+
+    from edgeslim.cli.export import export_command
+    from edgeslim.errors import ConfigError
+    from edgeslim.export import ExportOptions
+    from edgeslim.pipeline import load_config
+
+    defaults = ExportOptions()
+    cli = {name: p.default for name, p in inspect.signature(export_command).parameters.items()}
+    cli["agreement_floor"] = cli.pop("floor")
+    for name in ("board", "calib_samples", "io_dtype", "per_channel", "calibration", "agreement_floor",
+                 "verify", "verify_samples", "firmware", "firmware_samples"):  # fmt: skip
+        assert cli[name] == getattr(defaults, name), name
+    config = load_config()
+    assert config.export["firmware_samples"] == defaults.firmware_samples == 32
+    assert config.export["calib_samples"] is defaults.calib_samples is None  # the recipe's, else 200
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["export.firmware_samples=0", "export.calibration=mean"])
+    assert sorted(p.message.split(":")[0] for p in info.value.problems) == [
+        "export.calibration",
+        "export.firmware_samples",
+    ]
+    with pytest.raises(ConfigError, match="^verify_samples: must be a positive integer"):
+        ExportOptions().updated(verify_samples=0)
+    with pytest.raises(TypeError, match="no setting 'floor'"):
+        ExportOptions().updated(floor=0.5)
+    out = tmp_path / "x"
+    code = main(["export", str(digits_model_path), "--calib-samples", "0", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("error:") == 1 and "--calib-samples" in err, err
+    assert not out.exists()
 
 
 def test_dataset_must_match_the_model(digits_model, digits, tmp_path):

@@ -9,6 +9,7 @@ import typer
 
 from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
+from edgeslim.export.options import DEFAULTS, ExportOptions
 
 
 @app.command("export")
@@ -36,7 +37,7 @@ def export_command(
     board: Annotated[
         str | None,
         typer.Option(help="mcu: cortex-m4, cortex-m7, nrf52840, esp32-s3, stm32l4r5, or a JSON file."),
-    ] = None,
+    ] = DEFAULTS.board,
     calib_samples: Annotated[
         int | None,
         typer.Option(
@@ -55,11 +56,13 @@ def export_command(
     ] = None,
     calibration: Annotated[
         str, typer.Option(help="ONNX int8 calibration: minmax, entropy or percentile.")
-    ] = ("minmax"),
+    ] = DEFAULTS.calibration,
     floor: Annotated[
         float, typer.Option("--agreement-floor", help="Minimum argmax agreement with Keras.")
-    ] = 0.98,
-    verify: Annotated[bool, typer.Option(help="Run each artifact on the test set in its runtime.")] = True,
+    ] = DEFAULTS.agreement_floor,
+    verify: Annotated[bool, typer.Option(help="Run each artifact on the test set in its runtime.")] = (
+        DEFAULTS.verify
+    ),
     verify_samples: Annotated[
         int | None, typer.Option(help="Cap on the test samples used to verify.")
     ] = None,
@@ -74,9 +77,8 @@ def export_command(
         ),
     ] = False,
     firmware_samples: Annotated[
-        int | None,
-        typer.Option(min=1, help="mcu with --firmware: test samples run on the board (default 32)."),
-    ] = None,
+        int, typer.Option(help="mcu with --firmware: test samples run on the emulated board.")
+    ] = DEFAULTS.firmware_samples,
     json_output: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
 ) -> None:
     """Export MODEL for a deployment target and verify every file in its own runtime."""
@@ -84,29 +86,26 @@ def export_command(
     from edgeslim.export import ExportVerificationError, export_model
     from edgeslim.modelio import load_keras_model
 
+    options = ExportOptions(
+        formats=tuple(formats) if formats else None,
+        quant=quant,
+        board=board,
+        calib_samples=calib_samples,
+        io_dtype=io_dtype,
+        per_channel=per_channel,
+        calibration=calibration,
+        agreement_floor=floor,
+        verify=verify,
+        verify_samples=verify_samples,
+        firmware=firmware,
+        firmware_samples=firmware_samples,
+    )
+    options.validate(cli=True)  # before anything is read or written
     hold_folder(out, "export", inputs=[model, data_dir])
     keras_model = load_keras_model(model, unsafe=unsafe_load)
     data = load_for_model(keras_model, dataset, data_dir, 0, image_size, color_mode, anomaly_class)
     try:
-        artifacts = export_model(
-            keras_model,
-            data,
-            target=target,
-            out_dir=out,
-            formats=formats or None,
-            quant=quant,
-            board=board,
-            calib_samples=calib_samples,
-            io_dtype=io_dtype,
-            per_channel=per_channel,
-            agreement_floor=floor,
-            verify=verify,
-            verify_samples=verify_samples,
-            calibration=calibration,
-            source_path=model,
-            firmware=firmware,
-            firmware_samples=firmware_samples,
-        )
+        artifacts = export_model(keras_model, data, target, out, options, source_path=model)
     except ExportVerificationError as exc:
         _report(exc.artifacts, json_output)
         raise

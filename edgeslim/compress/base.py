@@ -156,7 +156,7 @@ class Stage(ABC):
 
     # Parameter checks shared by every stage: the message always names `<stage>.<param>`.
     def fail(self, param: str, expected: str, value: Any) -> None:
-        from edgeslim.train.config import shown  # a value of 400 digits is cut, the line stays one line
+        from edgeslim.settings import shown  # a value of 400 digits is cut, the line stays one line
 
         error = ConfigError(f"{self.name}.{param}: must be {expected}, got {shown(value)}")
         if getattr(self, "_validating", False):

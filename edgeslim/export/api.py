@@ -14,10 +14,10 @@ from edgeslim.atomic import sha256_file, write_bytes
 from edgeslim.errors import EdgeslimError
 from edgeslim.export.artifact import SIDECAR_VERSION, Artifact, file_facts
 from edgeslim.export.keras_graph import input_specs
+from edgeslim.export.options import ExportOptions
 from edgeslim.export.registry import FORMATS, TARGETS
 from edgeslim.export.target import ArtifactPlan, ExportContext, Target
-from edgeslim.export.verify import DEFAULT_FLOOR, keras_reference, verify_artifact
-from edgeslim.limits import MAX_CALIB_SAMPLES, MAX_FIRMWARE_SAMPLES, MAX_VERIFY_SAMPLES
+from edgeslim.export.verify import keras_reference, verify_artifact
 from edgeslim.recipe import QuantRecipe, parse_quant
 from edgeslim.runtime import load
 from edgeslim.versions import tool_versions
@@ -45,59 +45,37 @@ def export_model(
     dataset: Dataset,
     target: str = "cpu",
     out_dir: str | Path = "exports",
-    formats: list[str] | str | None = None,
-    quant: str | dict[str, Any] | QuantRecipe | None = None,
-    board: str | None = None,
-    calib_samples: int | None = None,
-    io_dtype: str | None = None,
-    agreement_floor: float = DEFAULT_FLOOR,
-    verify: bool = True,
-    source_path: str | Path | None = None,
+    options: ExportOptions | None = None,
     *,
-    verify_samples: int | None = None,
-    calibration: str = "minmax",
     name: str = "model",
-    strict: bool = True,
+    source_path: str | Path | None = None,
     unsafe_load: bool = False,
-    per_channel: bool | None = None,
-    firmware: bool = False,
-    firmware_samples: int | None = None,
+    **settings: Any,
 ) -> list[Artifact]:
     """Export ``model`` for ``target`` into ``out_dir`` and verify each file in its own runtime.
 
-    ``quant``: a mode (float32, float16, dynamic, int8, int16x8), a recipe dict or a QuantRecipe; with
-    ``None`` the recipe saved with the model file (by a quantize stage) applies where the target takes its
-    mode, else the target's default mode per format. A mode name changes only the saved recipe's mode;
-    a dict or QuantRecipe replaces it. What the export changed of the saved recipe is listed in the
-    sidecar's ``recipe_overrides``. ``calib_samples``, ``io_dtype`` and ``per_channel``
-    override the recipe's (None keeps it; without a recipe: 200 samples, int8 I/O, per channel).
-    ``verify_samples`` caps the test samples
-    used for verification (None: the whole test set). An artifact whose argmax agreement with Keras
-    falls below ``agreement_floor`` is still written, with ``verification.passed: false`` in its
-    sidecar; with ``strict`` (the default) the export then raises :class:`ExportVerificationError`,
-    otherwise it returns and the caller checks ``artifact.passed``.
+    How: ``options`` (an :class:`ExportOptions`, its defaults when None), with any of its settings given
+    as keywords on top (``export_model(m, data, "mcu", calib_samples=32)``); each setting's meaning and
+    default is documented there. In short: ``quant`` names a mode (changing only the mode of the recipe
+    a quantize stage saved in the model) or a whole recipe; what the export changed of the saved recipe
+    is listed in the sidecar's ``recipe_overrides``. An artifact whose agreement with Keras falls below
+    ``agreement_floor`` is still written, with ``verification.passed: false`` in its sidecar; with
+    ``strict`` (the default) the export then raises :class:`ExportVerificationError`, otherwise it returns
+    and the caller checks ``artifact.passed``. ``firmware`` (target mcu) also builds the C package into
+    firmware for the board's Cortex-M, runs it on QEMU's emulated board and takes the arena, flash and
+    RAM for the board fit from it (see ``edgeslim.export.firmware``).
 
-    ``firmware`` (target mcu): also build the C package into firmware for the board's Cortex-M, run it
-    on QEMU's emulated board on ``firmware_samples`` test samples (default 32), and take the arena, flash
-    and RAM for the board fit from it (see ``edgeslim.export.firmware``).
+    ``source_path``: the model's file when ``model`` is an object loaded from it (hashed into the
+    sidecar, its saved recipe read); ``name`` the artifacts' file stem.
     """
+    opts = (options or ExportOptions()).updated(**settings)
     if target not in TARGETS:
         raise EdgeslimError(f"unknown target {target!r}", f"choose one of {sorted(TARGETS)}")
-    if not 0.0 <= agreement_floor <= 1.0:
-        raise EdgeslimError(f"agreement_floor must be between 0 and 1, got {agreement_floor}")
     chosen: Target = TARGETS[target]
-    if firmware and target != "mcu":
+    if opts.firmware and target != "mcu":
         raise EdgeslimError(
             f"firmware applies to target mcu, not {target}", "drop --firmware or use --target mcu"
         )
-    for option, value, most in (
-        ("firmware_samples", firmware_samples, MAX_FIRMWARE_SAMPLES),
-        ("calib_samples", calib_samples, MAX_CALIB_SAMPLES),
-        ("verify_samples", verify_samples, MAX_VERIFY_SAMPLES),
-    ):
-        bad_type = isinstance(value, bool) or not isinstance(value, int)
-        if value is not None and (bad_type or not 1 <= value <= most):
-            raise EdgeslimError(f"{option} must be an integer from 1 to {most:,}, got {value}")
     source = _source(model, source_path)
     saved = _saved_recipe(model, source_path)
     if isinstance(model, str | Path):
@@ -105,17 +83,13 @@ def export_model(
 
         model = load_keras_model(model, unsafe=unsafe_load)
     _check_dataset(model, dataset)
-    format_names = [formats] if isinstance(formats, str) else formats
-    overrides = {"calib_samples": calib_samples, "io_dtype": io_dtype, "per_channel": per_channel}
-    base, mode_given, overridden = _resolve_recipe(quant, saved, overrides, calibration, chosen, format_names)
+    format_names = list(opts.formats) if opts.formats is not None else None
+    base, mode_given, overridden = _resolve_recipe(opts, saved, chosen)
     plans = chosen.plan(format_names, base, mode_given, FORMATS)
 
-    out = Path(out_dir)
-    context = ExportContext(out_dir=out, dataset=dataset, board=board, floor=agreement_floor)
-    if firmware:
-        context.options.update(firmware=True, firmware_samples=firmware_samples)
-    if verify:
-        context.reference = keras_reference(model, dataset, verify_samples)
+    context = ExportContext(out_dir=Path(out_dir), dataset=dataset, options=opts)
+    if opts.verify:
+        context.reference = keras_reference(model, dataset, opts.verify_samples)
     common = {
         "target": chosen.name,
         "model_name": model.name,
@@ -128,14 +102,15 @@ def export_model(
     }
     artifacts = [_export_one(model, plan, chosen, context, common, name) for plan in plans]
     failed = [a for a in artifacts if not a.passed]
-    if failed and strict:
+    if failed and opts.strict:
         details = "; ".join(
             f"{a.path.name}: {v['criterion']} {v['score']:.2%}"
             for a in failed
             for v in [a.sidecar["verification"]]
         )
         raise ExportVerificationError(
-            f"{len(failed)} artifact(s) fell below the {agreement_floor:.0%} agreement floor ({details})",
+            f"{len(failed)} artifact(s) fell below the {opts.agreement_floor:.0%} agreement floor "
+            f"({details})",
             "they are written with verification.passed=false; try more calibration samples, per-channel "
             "quantization or a float mode, or lower --agreement-floor",
             artifacts,
@@ -182,7 +157,7 @@ def _export_one(
     del opened
     artifact.write_sidecar()
     if context.reference is not None:
-        sidecar["verification"] = verify_artifact(path, context.reference, context.floor)
+        sidecar["verification"] = verify_artifact(path, context.reference, context.options.agreement_floor)
     target.after_verify(artifact, context)
     artifact.write_sidecar()
     return artifact
@@ -196,12 +171,7 @@ def _saved_recipe(model: Any, source_path: str | Path | None) -> QuantRecipe | N
 
 
 def _resolve_recipe(
-    quant: Any,
-    saved: QuantRecipe | None,
-    overrides: dict[str, Any],
-    calibration: str,
-    target: Target,
-    formats: list[str] | None,
+    options: ExportOptions, saved: QuantRecipe | None, target: Target
 ) -> tuple[QuantRecipe, bool, list[str]]:
     """(the recipe, whether its mode was chosen rather than left to the target, what of the model's saved
     recipe was overridden).
@@ -211,7 +181,9 @@ def _resolve_recipe(
     mode applies only where every format the target writes takes it (an mcu export of a float16 model
     still writes int8); its other settings (per channel, I/O type, samples) always do.
     """
-    given = {k: v for k, v in overrides.items() if v is not None}
+    quant, calibration = options.quant, options.calibration
+    recipe_settings = ("calib_samples", "io_dtype", "per_channel")
+    given = {k: getattr(options, k) for k in recipe_settings if getattr(options, k) is not None}
     if quant is not None and not (isinstance(quant, str) and saved is not None):
         recipe = parse_quant(
             quant, calibration=calibration, **{k: v for k, v in given.items() if k != "per_channel"}
@@ -222,7 +194,7 @@ def _resolve_recipe(
     if saved is not None:
         mode = {"mode": saved.with_mode(quant).mode} if quant is not None else {}
         recipe = replace(saved, calibration=calibration, **given, **mode)
-        names = formats or list(target.defaults)
+        names = list(options.formats or target.defaults)
         chosen = quant is not None or all(recipe.mode in target.allowed.get(n, ()) for n in names)
         return recipe, chosen, _overridden(saved, recipe)
     return QuantRecipe("int8", calibration=calibration, **given), False, []

@@ -36,10 +36,10 @@ class McuTarget(Target):
     why = "TFLite Micro runs full-integer int8 TFLite models (no float16 or dynamic-range kernels)"
 
     def before_write(self, data: bytes, plan: ArtifactPlan, context: ExportContext) -> dict[str, Any]:
-        board = load_board(context.board)
+        board = load_board(context.options.board)
         arena_host = find_min_arena(data)
         firmware = None
-        if context.options.get("firmware"):
+        if context.options.firmware:
             from edgeslim.export import mcu_firmware
 
             firmware = mcu_firmware.measure(data, context)
@@ -83,9 +83,8 @@ class McuTarget(Target):
         verification = artifact.sidecar.get("verification")
         if verification is not None and context.reference is not None:
             # The microcontroller's own kernels, not LiteRT's: argmax may differ by one quantization step.
-            tflm = verify_artifact(
-                artifact.path, context.reference, context.floor, backend="tflm", latency=False
-            )
+            floor = context.options.agreement_floor
+            tflm = verify_artifact(artifact.path, context.reference, floor, backend="tflm", latency=False)
             verification["tflm"] = tflm
             verification["passed"] = bool(verification["passed"] and tflm["passed"])
         package_dir = artifact.path.parent / PACKAGE_DIR
@@ -100,7 +99,7 @@ class McuTarget(Target):
                 f"the generated C package in {package_dir} does not compile: {check.get('reason')}",
                 "this is a bug in edgeslim; please report it with the model",
             )
-        if context.options.get("firmware"):
+        if context.options.firmware:
             from edgeslim.atomic import write_text
             from edgeslim.export import mcu_firmware
 

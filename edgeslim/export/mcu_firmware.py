@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from edgeslim.export.boards import DEFAULT_BOARD
 from edgeslim.export.firmware import FirmwareResult, raw_inputs, run_firmware
 from edgeslim.export.firmware.agreement import interpreter_outputs, task_check
 from edgeslim.export.target import ExportContext
 from edgeslim.runtime.tflite_file import read_tflite
 
-FIRMWARE_SAMPLES = 32  # test samples run on the emulated board (all of them for byte-for-byte agreement)
 BASIS = (
     "firmware: text + data of the whole firmware in flash; data + bss (the arena at kTensorArenaSize) + "
     "the measured stack in RAM; compared with the board's whole flash and RAM"
@@ -34,15 +34,15 @@ def measure(data: bytes, context: ExportContext) -> FirmwareResult:
     from edgeslim.export.mcu_arena import ARENA_MARGIN
 
     return run_firmware(
-        data, context.board or "cortex-m4", context.dataset.x_test[:1], arena_margin=ARENA_MARGIN
+        data, context.options.board or DEFAULT_BOARD, context.dataset.x_test[:1], arena_margin=ARENA_MARGIN
     )
 
 
 def run_shipped(data: bytes, package_dir: Path, context: ExportContext, arena_host: int) -> dict[str, Any]:
     """The C package as written, on the test samples; outputs checked against the Python interpreter."""
-    samples = int(context.options.get("firmware_samples") or FIRMWARE_SAMPLES)
+    samples = context.options.firmware_samples
     x, y = context.dataset.x_test[:samples], np.asarray(context.dataset.y_test[:samples])
-    result = run_firmware(data, context.board or "cortex-m4", x, package_dir=package_dir)
+    result = run_firmware(data, context.options.board or DEFAULT_BOARD, x, package_dir=package_dir)
     info = read_tflite(data, "mcu export")
     raw = raw_inputs(info, x)
     assert raw is not None
@@ -50,6 +50,6 @@ def run_shipped(data: bytes, package_dir: Path, context: ExportContext, arena_ho
     anomaly = context.dataset.anomaly
     anomaly = None if anomaly is None else np.asarray(anomaly)[:samples]
     task = context.dataset.task
-    agreement = task_check(info, result.outputs, reference, y, task, anomaly, context.floor)
+    agreement = task_check(info, result.outputs, reference, y, task, anomaly, context.options.agreement_floor)
     metrics = agreement.pop("metrics")
     return {**result.to_dict(), **metrics, "task": task, "interpreter_agreement": agreement}

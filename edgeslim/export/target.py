@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgeslim.errors import EdgeslimError
 from edgeslim.export.format import Format
+from edgeslim.export.options import ExportOptions
 from edgeslim.recipe import QuantRecipe
 
 if TYPE_CHECKING:
@@ -34,10 +35,8 @@ class ExportContext:
 
     out_dir: Path
     dataset: Dataset
-    board: str | None = None
+    options: ExportOptions = field(default_factory=ExportOptions)
     reference: Reference | None = None
-    floor: float = 0.98
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 class Target:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeslim.data.dataset import Arrays, select
+from edgeslim.export.options import DEFAULT_FLOOR
 from edgeslim.runtime import benchmark, load
 from edgeslim.runtime.model import by_keys
 from edgeslim.tasks import get_task
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
     from edgeslim.data import Dataset
 
-DEFAULT_FLOOR = 0.98
 LATENCY_RUNS = 30
 KERAS_CHUNK = 256
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from edgeslim.errors import ConfigError
-from edgeslim.train.config import MAX_EPOCHS, MAX_SEED, Rule, check_rules, setting
+from edgeslim.settings import Rule, check_rules, setting
+from edgeslim.train.config import MAX_EPOCHS, MAX_SEED
 
 MAX_TRIALS = 1_000
 MAX_WORKERS = 1_024

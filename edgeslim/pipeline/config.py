@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.errors import ConfigError, EdgeslimError, Problems
+from edgeslim.export.options import config_defaults as export_option_defaults
+from edgeslim.export.options import config_rules as export_option_rules
 from edgeslim.fit.options import config_rules as fit_option_rules
-from edgeslim.limits import MAX_CALIB_SAMPLES, MAX_FIRMWARE_SAMPLES
 from edgeslim.modelio import KERAS_SUFFIXES
-from edgeslim.train.config import MAX_SEED, Rule, is_type, shown
+from edgeslim.settings import Rule, is_type, shown
+from edgeslim.train.config import MAX_SEED
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 SECTIONS = ("dataset", "model", "train", "compress", "fit", "export", "report")
@@ -35,12 +37,8 @@ DATASET_KEYS = {
 }
 EXPORT_KEYS = {
     "targets": list,
-    "board": str,
-    "agreement_floor": Rule("float", 0, 1),
-    "calib_samples": Rule("int", 1, MAX_CALIB_SAMPLES),
-    "formats": dict,
-    "firmware": bool,
-    "firmware_samples": Rule("int", 1, MAX_FIRMWARE_SAMPLES),
+    "formats": dict,  # target -> its formats (default: the target's)
+    **export_option_rules(),  # board, calib_samples, agreement_floor, ...: ExportOptions' own rules
 }
 REPORT_KEYS = {"formats": list, "plots": bool}
 FIT_KEYS = {
@@ -388,14 +386,7 @@ def _check_export(value: Any, problems: Problems) -> dict[str, Any]:
     from edgeslim.export.boards import load_board
     from edgeslim.export.registry import TARGET_NAMES
 
-    export: dict[str, Any] = {
-        "targets": ["cpu"],
-        "board": "cortex-m4",
-        "agreement_floor": 0.98,
-        "calib_samples": 200,
-        "firmware": False,
-        "firmware_samples": 32,
-    }
+    export: dict[str, Any] = {"targets": ["cpu"], **export_option_defaults()}
     with problems.collect():
         check_mapping(value, "export", EXPORT_KEYS)
     if isinstance(value, dict):  # check what the keys hold even when another key is wrong
@@ -408,7 +399,7 @@ def _check_export(value: Any, problems: Problems) -> dict[str, Any]:
             load_board(export["board"])  # a shipped profile's name, or a board JSON file
         except EdgeslimError as exc:
             problems.add(f"export.board: {exc.message}", exc.hint)
-    return export  # agreement_floor, calib_samples, firmware_samples: ranged by EXPORT_KEYS' rules
+    return export  # agreement_floor, calib_samples, ...: ranged by EXPORT_KEYS' (ExportOptions') rules
 
 
 def _check_fit(value: Any, export: dict[str, Any], problems: Problems) -> dict[str, Any] | None:

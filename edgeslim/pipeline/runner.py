@@ -310,26 +310,36 @@ def _save_model_step(model: Any, data: Any, step_dir: Path, record: Any, recipe:
     return outputs + (["record.json"] if record is not None else [])
 
 
+def _formats(given: Any) -> tuple[str, ...] | None:
+    """``export.formats.<target>``: one name or a list of them (None: the target's own)."""
+    if not given:
+        return None
+    return (given,) if isinstance(given, str) else tuple(given)
+
+
 def _export_step(
     ctx: Context, target: str, model: Lazy, model_path: Path, input_key: str, recipe: Any
 ) -> None:
     from edgeslim.export import export_model
+    from edgeslim.export.options import CONFIG_FIELDS, ExportOptions
 
     name = f"exports/{target}"
     step_dir = ctx.run_dir / "exports" / target
     export = ctx.config.export
     firmware = bool(export.get("firmware")) and target == "mcu"
+    options = ExportOptions(
+        formats=_formats(export.get("formats", {}).get(target)),
+        strict=False,  # a failed artifact is a result the report shows, not a crash
+        **{k: export[k] for k in CONFIG_FIELDS},
+    ).updated(firmware=firmware)
     section = {
         "target": target,
-        "board": export["board"],
-        "floor": export["agreement_floor"],
-        "calib": export["calib_samples"],
-        "formats": export.get("formats", {}).get(target),
+        **options.to_dict(),
+        "quant": None,  # the recipe saved in model_path applies where the target takes its mode
         "recipe": recipe.to_dict() if recipe is not None else None,
-        "firmware": firmware,
     }
-    if firmware:  # only then part of the step's key: other exports keep their cached results
-        section["firmware_samples"] = export["firmware_samples"]
+    if not firmware:  # only then part of the step's key: other exports keep their cached results
+        del section["firmware_samples"]
     # What this machine can check is part of the result ("not checked: no compiler"): once a tool
     # appears, the step runs again and checks.
     section["tools"] = available_tools(target, firmware)
@@ -344,19 +354,7 @@ def _export_step(
     failures: list[str] = []
     try:
         artifacts = export_model(
-            model.get(),
-            ctx.data.get(),
-            target=target,
-            out_dir=step_dir,
-            formats=section["formats"],
-            quant=None,  # the recipe saved in model_path applies where the target takes its mode
-            board=export["board"],
-            calib_samples=export["calib_samples"] if recipe is None else None,
-            agreement_floor=export["agreement_floor"],
-            source_path=model_path,
-            strict=False,
-            firmware=firmware,
-            firmware_samples=section.get("firmware_samples"),
+            model.get(), ctx.data.get(), target, step_dir, options, source_path=model_path
         )
     except MissingTool as exc:  # not a result: no marker, so the step runs again once the tool is there
         ctx.result.failures.append(f"{target}: {exc}")

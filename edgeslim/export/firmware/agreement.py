@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgeslim.export.native_output import silenced_stderr
-from edgeslim.export.verify import DEFAULT_FLOOR
+from edgeslim.export.options import DEFAULT_FLOOR
 from edgeslim.runtime.spec import Codec
 from edgeslim.runtime.tflite_file import TFLiteModelInfo
 from edgeslim.tasks import get_task
