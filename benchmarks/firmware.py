@@ -1,15 +1,17 @@
 """The mcu artifact as firmware on an emulated Cortex-M4: mnistnet3 post-training int8 and the compressed
 chain, with the firmware's own figures beside the host-side estimates they replace.
 
-    python benchmarks/firmware.py          # writes its section of benchmarks/RESULTS.md
+    python benchmarks/firmware.py [MORE.tflite ...]   # writes its section of benchmarks/RESULTS.md
 
 Each model is exported by ``edgeslim.export`` for target mcu with ``firmware=True`` (board stm32l4r5,
-the MLPerf Tiny reference): the C package, as it ships, is linked with TFLite Micro (reference kernels,
-built once from the pinned sources) and run on QEMU's mps2-an386 (Cortex-M4) on the first test
-samples. Host-side estimates, as the export computes them without the firmware: arena = bisection in
-TFLite Micro's Python interpreter on the 64-bit host + 25 %; flash = model bytes + the board's 128 KB
-reserve; RAM = that arena + the board's 16 KB reserve. Timings are medians of ``run_firmware`` on the
-bytes (compile, two links, two emulated runs of one inference) with the library cached.
+the MLPerf Tiny reference): the C package, as it ships, is linked with TFLite Micro (CMSIS-NN kernels,
+the default, built once from the pinned sources) and run on QEMU's mps2-an386 (Cortex-M4) on the first
+test samples. Then the same bytes run with TFLite Micro's reference kernels, side by side (and so do the
+int8 files given as arguments, e.g. `edgeslim fit` winners). Host-side estimates, as the export computes
+them without the firmware: arena = bisection in TFLite Micro's Python interpreter on the 64-bit host +
+25 %; flash = model bytes + the board's 128 KB reserve; RAM = that arena + the board's 16 KB reserve.
+Timings are medians of ``run_firmware`` on the bytes (compile, two links, two emulated runs of one
+inference) with the library cached.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baseline import CACHE, REPO, mnist, trained_mnistnet3  # noqa: E402
 from results import markdown_table, update_section  # noqa: E402
+
+from edgeslim.tflm_kernels import kernel_name  # noqa: E402
 
 BOARD = "stm32l4r5"
 SAMPLES = 32  # test samples run as firmware and compared with TFLite Micro's Python interpreter
@@ -81,6 +87,7 @@ def measure(label: str, model, data, quant, out: Path) -> dict:
     host_arena = recommended_arena(mcu["arena_host_bytes"])
     return {
         "label": label,
+        "path": str(artifact.path),
         "model_bytes": sidecar["bytes"],
         "litert_accuracy": sidecar["verification"]["accuracy"],
         "tflm_accuracy": sidecar["verification"]["tflm"]["accuracy"],
@@ -103,7 +110,54 @@ def measure(label: str, model, data, quant, out: Path) -> dict:
     }
 
 
-def report(rows: list[dict]) -> str:
+KERNEL_SAMPLES = 4  # samples each kernel set runs for the side-by-side comparison
+
+
+def kernels_side_by_side(label: str, tflite: Path, x) -> dict:
+    """The same int8 bytes with CMSIS-NN and with the reference kernels: instructions, flash, arena."""
+    from edgeslim.export.firmware import run_firmware
+
+    cmsis = run_firmware(tflite, "cortex-m4", x, kernels="cmsis_nn")
+    reference = run_firmware(tflite, "cortex-m4", x, kernels="reference")
+    return {
+        "label": label,
+        "bytes": tflite.stat().st_size,
+        "instructions": {
+            "reference": reference.instructions_per_inference,
+            "cmsis_nn": cmsis.instructions_per_inference,
+        },
+        "runtime_text": {"reference": reference.runtime_text_bytes, "cmsis_nn": cmsis.runtime_text_bytes},
+        "flash": {"reference": reference.flash_bytes, "cmsis_nn": cmsis.flash_bytes},
+        "arena_min": {"reference": reference.arena_min_bytes, "cmsis_nn": cmsis.arena_min_bytes},
+        "identical": bool(np.array_equal(cmsis.outputs, reference.outputs)),
+        "samples": len(x),
+    }
+
+
+def kernels_report(rows: list[dict]) -> str:
+    def pair(r: dict, key: str) -> str:
+        return f"{r[key]['reference']:,} / {r[key]['cmsis_nn']:,}"
+
+    body = [
+        [
+            r["label"],
+            f"{r['bytes']:,}",
+            pair(r, "instructions"),
+            f"**{r['instructions']['reference'] / r['instructions']['cmsis_nn']:.1f}x**",
+            pair(r, "runtime_text"),
+            pair(r, "flash"),
+            pair(r, "arena_min"),
+            f"{'yes' if r['identical'] else '**no**'} ({r['samples']} samples)",
+        ]
+        for r in rows
+    ]
+    headers = ["int8 model", "bytes", "instructions per inference: reference / CMSIS-NN", "fewer",
+               "TFLite Micro flash (B)", "whole firmware flash (B)", "smallest arena (B)",
+               "outputs identical"]  # fmt: skip
+    return markdown_table(headers, body)
+
+
+def report(rows: list[dict], kernel_rows: list[dict]) -> str:
     def kib(n: int) -> str:
         return f"{n:,} B"
 
@@ -163,12 +217,17 @@ def report(rows: list[dict]) -> str:
 mnistnet3 trained on the fixed MNIST split, exported for target mcu (board {BOARD}) as post-training
 int8, and the compressed chain of `benchmarks/compress_mnist.py` (structured prune, lowrank,
 separable, int8 QAT). With `firmware=True` the C package, as it ships, is linked with TFLite Micro
-(reference kernels, `{fw["compiler"]}`, `-mcpu={fw["cpu"]}`, soft float, -Os) and run on QEMU's
+({kernel_name(fw["kernels"])}, `{fw["compiler"]}`, `-mcpu={fw["cpu"]}`, soft float, -Os) and run on QEMU's
 {fw["machine"]} on the first {SAMPLES} test samples. Host estimates are what the export records
 without the firmware: the arena found by bisection in the Python interpreter on this 64-bit host
 + 25 %, the model bytes + the board's 128 KB flash reserve, that arena + its 16 KB RAM reserve.
 
 {table}
+
+The same int8 files with TFLite Micro's reference kernels (`--kernels reference`) against CMSIS-NN (the
+default), on the same Cortex-M4 and the same {KERNEL_SAMPLES} test samples:
+
+{kernels_report(kernel_rows)}
 
 Time, with TFLite Micro cached (built once in {library_s:.0f} s on this shared 2-core machine, `-j2`):
 
@@ -177,11 +236,10 @@ Time, with TFLite Micro cached (built once in {library_s:.0f} s on this shared 2
 The target's arena is smaller than the host's by the interpreter's bookkeeping (tensor structs
 and pointers, half as wide on a 32-bit core): a few per cent here, where activations dominate, about
 20 % for the default pipeline's small digits model (5,816 B against 7,224 B). The flash estimate's
-128 KB reserve stood for the runtime, which measures about 30 KB with the kernels these models use
-(no printf: the harness reports through semihosting). The instruction count is QEMU's count of
-executed instructions (`-icount shift=0`, calibrated against a loop of known length), not cycles: a
-Cortex-M4 takes one or more cycles per instruction, and optimized kernels (CMSIS-NN) execute far
-fewer than these reference kernels. The firmware's accuracy is on 32 samples only.
+128 KB reserve stood for the runtime, which measures {fw["runtime_text_bytes"] // 1024} KB with the kernels
+these models use (no printf: the harness reports through semihosting). The instruction count is QEMU's count
+of executed instructions (`-icount shift=0`, calibrated against a loop of known length), not cycles: a
+Cortex-M4 takes one or more cycles per instruction. The firmware's accuracy is on 32 samples only.
 """
 
 
@@ -208,13 +266,21 @@ def main() -> None:
     base, _ = trained_mnistnet3()
     chain, recipe = compressed_chain(base, data)
     out = Path(tempfile.mkdtemp(prefix="firmware_bench_"))
-    rows = []
+    rows, kernel_rows = [], []
+    x = data.x_test[:KERNEL_SAMPLES]
     for label, model, quant in (("mnistnet3 int8", base, "int8"), ("compressed chain", chain, recipe)):
         started = time.perf_counter()
         rows.append(measure(label, model, data, quant, out))
         print(f"{label}: {time.perf_counter() - started:.0f} s", json.dumps(rows[-1], default=str)[:600])
-    (CACHE / "firmware.json").write_text(json.dumps(rows, indent=2, default=str))
-    update_section("firmware", report(rows))
+        kernel_rows.append(kernels_side_by_side(label, Path(rows[-1]["path"]), x))
+    for extra in sys.argv[1:]:
+        path = Path(extra)
+        kernel_rows.append(kernels_side_by_side(f"`{path.parent.parent.parent.name}/{path.name}`", path, x))
+        print(kernel_rows[-1], flush=True)
+    (CACHE / "firmware.json").write_text(
+        json.dumps({"rows": rows, "kernels": kernel_rows}, indent=2, default=str)
+    )
+    update_section("firmware", report(rows, kernel_rows))
     print("wrote benchmarks/RESULTS.md")
 
 

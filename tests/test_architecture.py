@@ -50,6 +50,7 @@ TF_FREE = (
     "settings.py",
     "ownership.py",
     "runlock.py",
+    "tflm_kernels.py",
 )
 # mnist without --data-dir downloads through keras.datasets when the toolchain is installed (an
 # ImportError there says to pass --data-dir): the one optional, guarded use.

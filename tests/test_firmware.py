@@ -254,8 +254,44 @@ def test_unavailable_firmware_says_why(monkeypatch, digits_model, digits, tmp_pa
 
 
 @needs_firmware
+def test_cmsis_nn_by_default_and_the_reference_kernels_beside_it(fw_artifact, digits, tmp_path):
+    """CMSIS-NN is the default build (what products ship); the reference build gives the same bytes out
+    for more instructions. Each kernel set is its own cached library."""
+    fw = fw_artifact.sidecar["mcu"]["firmware"]
+    assert fw["kernels"] == "cmsis_nn" and "-cmsis_nn-" in fw["library_key"]
+    assert "CMSIS-NN" in (fw_artifact.path.parent / "mcu" / "README.md").read_text()
+    x = digits.x_test[:3]
+    cmsis = run_firmware(fw_artifact.path, "cortex-m4", x)
+    reference = run_firmware(fw_artifact.path, "cortex-m4", x, kernels="reference")
+    assert (cmsis.kernels, reference.kernels) == ("cmsis_nn", "reference")
+    assert cmsis.library_key != reference.library_key and "-reference-" in reference.library_key
+    assert np.array_equal(cmsis.outputs, reference.outputs)  # the same arithmetic, byte for byte
+    assert cmsis.instructions_per_inference < reference.instructions_per_inference
+    assert cmsis.runtime_text_bytes > reference.runtime_text_bytes  # the larger kernels
+    library = cached_library("cortex-m4", "reference")
+    assert library is not None and library.info["make"][-1] == "BUILD_TYPE=release"
+    assert "OPTIMIZED_KERNEL_DIR=cmsis_nn" in cached_library("cortex-m4").info["make"]
+    done = run_cli("firmware", str(fw_artifact.path), "--kernels", "reference", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["kernels"] == "reference", done.stderr[-2000:]
+    assert_refused(run_cli("firmware", str(fw_artifact.path), "--kernels", "fast"), "--kernels", "cmsis_nn")
+
+
+def test_kernels_without_firmware_is_a_mistake(digits_model, digits, tmp_path):
+    model = tmp_path / "m.keras"
+    digits_model.save(model)
+    done = run_cli(
+        "export", str(model), "--target", "mcu", "--kernels", "reference", "--out", str(tmp_path / "o")
+    )
+    assert_refused(done, "kernels", "--firmware")
+    assert not (tmp_path / "o").exists()
+    assert_refused(
+        run_cli("export", str(model), "--target", "mcu", "--kernels", "fast"), "--kernels", "cmsis_nn"
+    )
+
+
+@needs_firmware
 def test_cortex_m7_on_mps2_an500(fw_artifact):
-    if cached_library("cortex-m7") is None or shutil.which("qemu-system-arm") is None:
+    if cached_library("cortex-m7") is None or shutil.which("qemu-system-arm") is None:  # CI prebuilds it
         pytest.skip(
             "TFLite Micro for cortex-m7 is not prebuilt (python -m edgeslim.export.firmware build "
             "--cpu cortex-m7)"
@@ -292,3 +328,115 @@ def test_the_resolver_method_names_are_the_real_headers(fw_artifact):
     header = library.root / "include" / "tensorflow" / "lite" / "micro" / "micro_mutable_op_resolver.h"
     real = set(re.findall(r"TfLiteStatus (Add\w+)\(", header.read_text())) - {"AddBuiltin", "AddCustom"}
     assert real == RESOLVER_METHODS
+
+
+# The boards CI prebuilds a library for (.ci/run); a developer's machine builds the others on first use.
+BOARDS = ["microbit", "stm32vldiscovery", "netduinoplus2", "cortex-m3", "cortex-m7"]
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite(digits, tmp_path_factory):
+    """A dense int8 model small enough for an 8 KB-RAM board: 64 -> 12 -> 10 on the digits."""
+    pytest.importorskip("tflite_micro", reason="the mcu target needs the mcu extra (tflite-micro)")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input(digits.input_shape), keras.layers.Flatten(), keras.layers.Dense(12, activation="relu"),
+         keras.layers.Dense(10, activation="softmax")]
+    )  # fmt: skip
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(digits.x_train, digits.y_train, epochs=3, verbose=0)
+    out = tmp_path_factory.mktemp("tiny")
+    [artifact] = export_model(model, digits, "mcu", out_dir=out, calib_samples=32, verify_samples=60)
+    return artifact.path
+
+
+@needs_firmware
+@pytest.mark.parametrize("board", BOARDS)
+def test_each_board_runs_the_firmware_in_its_own_memory(board, tiny_tflite, digits):
+    from edgeslim.export.firmware import resolve_machine
+
+    machine = resolve_machine(board)
+    if cached_library(machine.cpu) is None:  # CI prebuilds every one (and fails a skip)
+        pytest.skip(f"TFLite Micro for {machine.cpu} is not prebuilt (python -m edgeslim.export.firmware "
+                    f"build --cpu {board})")  # fmt: skip
+    data = tiny_tflite.read_bytes()
+    result = run_firmware(data, board, digits.x_test[:3])
+    assert (result.machine, result.cpu, result.kernels) == (machine.machine, machine.cpu, "cmsis_nn")
+    raw = raw_inputs(read_tflite(data), digits.x_test[:3])
+    assert np.array_equal(result.outputs, interpreter_outputs(data, raw, 64 * 1024))
+    # The linker placed everything in the board's own memory, the stack's reserve included.
+    assert result.flash_bytes <= machine.flash_bytes
+    assert result.ram_bytes + machine.stack_bytes <= machine.ram_bytes
+    assert 0 < result.stack_used_bytes < machine.stack_bytes
+    assert result.instructions_per_inference > 1_000
+
+
+@needs_firmware
+def test_a_model_too_big_for_a_board_says_by_how_much(fw_artifact, digits):
+    """The digits CNN's arena does not fit the STM32F100's 8 KB beside the runtime and the stack."""
+    if cached_library("cortex-m3") is None:
+        pytest.skip("TFLite Micro for cortex-m3 is not prebuilt")
+    with pytest.raises(EdgeslimError) as caught:
+        run_firmware(fw_artifact.path, "stm32f100", digits.x_test[:1], arena_margin=0.25)
+    message = caught.value.message
+    assert "does not fit ST STM32VLDISCOVERY" in message and "8,192 B of RAM" in message
+    arena = int(re.search(r"\(([\d,]+) B\)$", message).group(1).replace(",", ""))
+    assert 0 < arena < fw_artifact.sidecar["mcu"]["arena_bytes"]  # what the board holds, and too little
+    assert "shrink the model" in caught.value.hint
+
+
+@needs_firmware
+def test_a_model_too_big_for_a_boards_flash_gets_the_linkers_figure(digits, tmp_path):
+    """80 KB of int8 weights and TFLite Micro outgrow the STM32F100's 128 KB of flash: the linker says."""
+    import keras
+
+    if cached_library("cortex-m3") is None:
+        pytest.skip("TFLite Micro for cortex-m3 is not prebuilt")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input(digits.input_shape), keras.layers.Flatten(), keras.layers.Dense(1200, activation="relu"),
+         keras.layers.Dense(10, activation="softmax")]
+    )  # fmt: skip
+    [artifact] = export_model(model, digits, "mcu", out_dir=tmp_path, calib_samples=16, verify=False)
+    with pytest.raises(EdgeslimError, match=r"does not fit ST STM32VLDISCOVERY .*: over FLASH by [\d,]+ B"):
+        run_firmware(artifact.path, "stm32vldiscovery")
+
+
+def test_board_profiles_name_their_emulated_machine():
+    from edgeslim.export.boards import BOARDS as PROFILES
+    from edgeslim.export.firmware import MACHINES, resolve_machine
+
+    for name in ("microbit", "stm32f100", "stm32f405", "mps2-an385", "mps2-an386", "mps2-an500"):
+        profile = PROFILES[name]
+        machine = resolve_machine(name)
+        assert profile.emulator in MACHINES and machine is MACHINES[profile.emulator]
+        # The profile's memory is the machine's: the linker's verdict and the board fit agree.
+        assert (profile.ram_bytes, profile.flash_bytes) == (machine.ram_bytes, machine.flash_bytes)
+    assert resolve_machine("microbit").cpu == "cortex-m0" and resolve_machine("stm32f100").ram_bytes == 8192
+    assert resolve_machine("nrf52840").machine == "mps2-an386"  # no emulator named: its core's MPS2 board
+    script = resolve_machine("stm32vldiscovery").linker_script()
+    assert "ORIGIN = 0x08000000, LENGTH = 131072" in script and "LENGTH = 8192" in script
+
+
+@needs_firmware
+def test_the_operator_profile_adds_up_to_the_inference(fw_artifact):
+    """Each operator timed on the board: one entry per operator of the file, in order, with its
+    multiplications; their sum within 2 % of the whole inference (the interpreter's own work between)."""
+    from edgeslim.analysis.tflite_model import analyze_tflite
+    from edgeslim.report.markdown import firmware_profiles, profile_rows
+
+    fw = fw_artifact.sidecar["mcu"]["firmware"]
+    profile = fw["profile"]
+    ops = analyze_tflite(fw_artifact.path)["ops"]
+    assert profile["complete"] and [o["op"] for o in profile["ops"]] == [o["op"] for o in ops]
+    assert [o["multiplications"] for o in profile["ops"]] == [o["multiplications"] for o in ops]
+    assert sum(o["multiplications"] for o in ops) > 0
+    assert 0.98 <= profile["ops_instructions"] / fw["instructions_per_inference"] <= 1.0
+    assert all(o["instructions"] > 0 for o in profile["ops"])
+    assert sum(layer["instructions"] for layer in profile["layers"]) == profile["ops_instructions"]
+    readme = (fw_artifact.path.parent / "mcu" / "README.md").read_text()
+    assert "Where the time goes" in readme and profile["layers"][0]["layer"] in readme
+    [(title, shown)] = firmware_profiles({"artifacts": [{"name": "m", "mcu": fw_artifact.sidecar["mcu"]}]})
+    assert "CMSIS-NN" in title and len(profile_rows(shown)) == len(profile["layers"])

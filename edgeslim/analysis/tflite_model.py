@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.runtime.errors import RuntimeModelError
-from edgeslim.runtime.tflite_file import read_tflite
+from edgeslim.runtime.tflite_file import TFLiteModelInfo, TFLiteOp, read_tflite
+
+# Ops whose multiplications are counted: output elements times the weights each output reads.
+_WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"}
 
 
 def analyze_tflite(path: str | Path) -> dict[str, Any]:
@@ -29,7 +32,7 @@ def analyze_tflite(path: str | Path) -> dict[str, Any]:
         "bytes": info.size,
         "schema_version": info.version,
         "subgraphs": info.subgraphs,
-        "ops": [op.to_dict() for op in info.ops],
+        "ops": [op.to_dict() | {"multiplications": op_multiplications(info, op)} for op in info.ops],
         "op_counts": dict(Counter(op.op for op in info.ops)),
         "inputs": [info.tensors[i].to_dict() for i in info.inputs],
         "outputs": [info.tensors[i].to_dict() for i in info.outputs],
@@ -43,3 +46,31 @@ def analyze_tflite(path: str | Path) -> dict[str, Any]:
         "total_params": sum(t.elements for t in constants),
         "quantized_tensors": sum(1 for t in info.tensors if t.scale),
     }
+
+
+def op_multiplications(info: TFLiteModelInfo, op: TFLiteOp) -> int:
+    """Multiply-accumulates of one op as the runtime executes it (0 for ops without weights): each
+    output element of a convolution or fully connected layer reads one weight per input it sums."""
+    if op.op not in _WEIGHTED or len(op.inputs) < 2 or not op.outputs:
+        return 0
+    weights = info.tensors[op.inputs[1] if op.op != "TRANSPOSE_CONV" else op.inputs[1]].shape
+    out = info.tensors[op.outputs[0]].shape
+    if not weights or not out or any(d is None or d < 0 for d in [*weights, *out]):
+        return 0
+    out_elements = 1
+    for d in out:
+        out_elements *= d
+    if op.op == "DEPTHWISE_CONV_2D":  # [1, kh, kw, channels]: one kernel window per output
+        return out_elements * weights[1] * weights[2]
+    if op.op == "FULLY_CONNECTED":  # [units, inputs]
+        return out_elements * weights[-1]
+    if op.op == "TRANSPOSE_CONV":  # [out channels, kh, kw, in channels], each input spreads a window
+        inputs = info.tensors[op.inputs[2]].shape
+        count = 1
+        for d in inputs:
+            count *= d
+        return count * weights[0] * weights[1] * weights[2]
+    per_output = 1  # CONV_2D [out, kh, kw, in], CONV_3D [kd, kh, kw, in, out]: all but the out channels
+    for d in weights[1:] if op.op == "CONV_2D" else weights[:-1]:
+        per_output *= d
+    return out_elements * per_output

@@ -9,6 +9,7 @@ import typer
 
 from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
+from edgeslim.export.boards import board_names
 from edgeslim.export.options import DEFAULTS, ExportOptions
 
 
@@ -36,7 +37,7 @@ def export_command(
     ),
     board: Annotated[
         str | None,
-        typer.Option(help="mcu: cortex-m4, cortex-m7, nrf52840, esp32-s3, stm32l4r5, or a JSON file."),
+        typer.Option(help=f"mcu: {', '.join(board_names())}, or a JSON file."),
     ] = DEFAULTS.board,
     calib_samples: Annotated[
         int | None,
@@ -79,6 +80,13 @@ def export_command(
     firmware_samples: Annotated[
         int, typer.Option(help="mcu with --firmware: test samples run on the emulated board.")
     ] = DEFAULTS.firmware_samples,
+    kernels: Annotated[
+        str,
+        typer.Option(
+            help="mcu with --firmware: TFLite Micro's kernels, cmsis_nn (what products ship on Arm) or "
+            "reference (for comparison)."
+        ),
+    ] = DEFAULTS.kernels,
     json_output: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
 ) -> None:
     """Export MODEL for a deployment target and verify every file in its own runtime."""
@@ -99,6 +107,7 @@ def export_command(
         verify_samples=verify_samples,
         firmware=firmware,
         firmware_samples=firmware_samples,
+        kernels=kernels,
     )
     options.validate(cli=True)  # before anything is read or written
     hold_folder(out, "export", inputs=[model, data_dir])

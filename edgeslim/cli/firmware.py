@@ -16,6 +16,8 @@ import typer
 from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, ImageSize
 from edgeslim.errors import EdgeslimError
+from edgeslim.export.firmware.machines import MACHINES
+from edgeslim.tflm_kernels import DEFAULT_KERNELS, KERNELS
 
 DEFAULT_LIMIT = 32  # samples from a dataset: enough for the median and the task's verdict, in seconds
 
@@ -23,7 +25,9 @@ DEFAULT_LIMIT = 32  # samples from a dataset: enough for the median and the task
 @app.command("firmware")
 def firmware_command(
     model: Annotated[Path, typer.Argument(help="A .tflite file TFLite Micro runs (int8, or float).")],
-    board: Annotated[str, typer.Option(help="The emulated board: cortex-m4 or cortex-m7.")] = "cortex-m4",
+    board: Annotated[
+        str, typer.Option(help=f"The emulated board: {', '.join(MACHINES)}, or a board profile.")
+    ] = "cortex-m4",
     dataset: Annotated[
         str | None,
         typer.Option(help="Run the test samples of this dataset (digits, mnist, npz, folder, ...)."),
@@ -40,6 +44,10 @@ def firmware_command(
     out: Annotated[
         Path | None, typer.Option(help="Write firmware.json and outputs.npy (raw outputs) into this folder.")
     ] = None,
+    kernels: Annotated[
+        str,
+        typer.Option(help="TFLite Micro's kernels: cmsis_nn (what products ship on Arm) or reference."),
+    ] = DEFAULT_KERNELS,
     json_output: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Build MODEL into firmware for an emulated Cortex-M and run it: flash, RAM, the smallest arena,
@@ -51,12 +59,14 @@ def firmware_command(
     if dataset is not None and inputs is not None:
         raise EdgeslimError("--dataset and --inputs both name samples", "give one of them")
     machine = resolve_machine(board)
+    if kernels not in KERNELS:
+        raise EdgeslimError(f"--kernels {kernels}: unknown kernel set", f"choose one of {', '.join(KERNELS)}")
     if out is not None:
         hold_folder(out, "firmware", inputs=[model, data_dir, inputs])
     runtime = load(model)  # checks the file (a damaged one is refused here, never crashes the run)
     x, y, data = _samples(runtime, dataset, data_dir, image_size, color_mode, anomaly_class, inputs, limit)
     tflite = model.read_bytes()  # once: the firmware and the interpreter run the same bytes
-    result = run_firmware(tflite, machine.name, x)
+    result = run_firmware(tflite, machine.name, x, kernels=kernels)
     report: dict[str, Any] = {"model": str(model), "board": machine.name, **result.to_dict()}
     report["check"] = _check(tflite, result, x, y, data)
     if out is not None:
@@ -132,6 +142,25 @@ def _check(
     return task_check(info, result.outputs, reference, y, task, anomaly)
 
 
+def _profile_lines(profile: dict[str, Any]) -> list[str]:
+    """Where the time goes: the layers that take the most instructions."""
+    if not profile.get("complete"):
+        return [f"  per-operator profile: not taken ({profile['why']})"] if profile.get("why") else []
+    total = profile["instructions"] or 1
+    lines = [f"  where the time goes (the operators {profile['ops_share']:.1%} of one inference):"]
+    for layer in sorted(profile["layers"], key=lambda r: -r["instructions"])[:5]:
+        per = (
+            f", {layer['instructions'] / layer['multiplications']:.1f} per multiplication"
+            if layer["multiplications"]
+            else ""
+        )
+        lines.append(
+            f"    {esc(layer['layer'])} ({', '.join(layer['ops'])}): {layer['instructions']:,} "
+            f"({layer['instructions'] / total:.0%}){per}"
+        )
+    return lines
+
+
 def _npy(array: np.ndarray) -> bytes:
     import io
 
@@ -144,13 +173,14 @@ def _print(model: Path, description: str, r: dict[str, Any]) -> None:
     check, n = r["check"], r["check"].get("samples", r["samples"])
     ram = r["ram_bytes"] + r["stack_used_bytes"]
     lines = [
-        f"{esc(model.name)} on {esc(description)}, TFLite Micro reference kernels",
+        f"{esc(model.name)} on {esc(description)}, {KERNELS[r['kernels']]}",
         f"  flash {r['flash_bytes']:,} B: the model {r['model_bytes']:,} B, "
         f"TFLite Micro {r['runtime_text_bytes']:,} B, the rest start-up, C library and harness",
         f"  RAM {ram:,} B: data + bss {r['ram_bytes']:,} B (the arena linked at its minimum), "
         f"stack {r['stack_used_bytes']:,} B",
         f"  tensor arena {r['arena_min_bytes']:,} B: the smallest that allocates on the target",
         f"  instructions per inference {r['instructions_per_inference']:,} (median of {r['samples']})",
+        *_profile_lines(r.get("profile") or {}),
     ]
     if "identical" in check:
         lines.append(

@@ -71,6 +71,12 @@ def fit(
     firmware: Annotated[
         bool, typer.Option(help="mcu: measure finalists as firmware on an emulated board.")
     ] = DEFAULTS.firmware,
+    kernels: Annotated[
+        str,
+        typer.Option(
+            help="mcu with --firmware: TFLite Micro's kernels, cmsis_nn (what products ship) or reference."
+        ),
+    ] = DEFAULTS.kernels,
     seed: Annotated[int, typer.Option(help="Random seed (the same seed, the same plans).")] = DEFAULTS.seed,
     unsafe_load: Annotated[
         bool, typer.Option(help="Allow a .keras model that carries code (Lambda).")
@@ -95,7 +101,7 @@ def fit(
     from edgeslim.fit import FitOptions, fit_model, make_budget
     from edgeslim.fit.executor import check_executor
     from edgeslim.modelio import load_keras_model
-    from edgeslim.report.fit import loss_lines, summary_line
+    from edgeslim.report.fit import firmware_line, loss_lines, summary_line
 
     options = FitOptions(
         techniques=None if techniques is None else tuple(t.strip() for t in techniques.split(",")),
@@ -103,6 +109,7 @@ def fit(
         finetune_epochs=finetune_epochs,
         loss_confidence=loss_confidence,
         firmware=firmware,
+        kernels=kernels,
         seed=seed,
         workers=workers,
         ray_address=ray_address,
@@ -125,8 +132,9 @@ def fit(
     else:
         style = "green" if result.fits else "bold red"
         console.print(f"[{style}]{esc(summary_line(result.report))}[/]", highlight=False)
-        for line in loss_lines(result.report):
-            console.print(esc(line), highlight=False)
+        for line in [*loss_lines(result.report), firmware_line(result.report)]:
+            if line:
+                console.print(esc(line), highlight=False)
         console.print(
             f"wrote {esc(out / 'fit.json')} and {esc(out / 'report' / 'report.html')}", highlight=False
         )

@@ -63,7 +63,8 @@ def export_model(
     ``strict`` (the default) the export then raises :class:`ExportVerificationError`, otherwise it returns
     and the caller checks ``artifact.passed``. ``firmware`` (target mcu) also builds the C package into
     firmware for the board's Cortex-M, runs it on QEMU's emulated board and takes the arena, flash and
-    RAM for the board fit from it (see ``edgeslim.export.firmware``).
+    RAM for the board fit from it (see ``edgeslim.export.firmware``), built with ``kernels`` (CMSIS-NN by
+    default, as products ship; "reference" for TFLite Micro's reference kernels).
 
     ``source_path``: the model's file when ``model`` is an object loaded from it (hashed into the
     sidecar, its saved recipe read); ``name`` the artifacts' file stem.

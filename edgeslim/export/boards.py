@@ -37,6 +37,8 @@ class Board:
     ram_reserved_bytes: int = 0
     flash_reserved_bytes: int = 0
     reference: str = ""
+    # The emulated board (edgeslim.export.firmware's machines.json) with this board's memory map, if any
+    emulator: str = ""
 
     @property
     def ram_available(self) -> int:
@@ -103,7 +105,10 @@ def load_board(name: str | None) -> Board:
                 f"{source}: {key} must be a whole number of bytes, got {value!r}",
                 "write e.g. 262144 for 256 KiB",
             )
-    board = Board(**{k: data[k] for k in (*_FIELDS, "reference") if k in data})
+    for key in ("reference", "emulator"):
+        if not isinstance(data.get(key, ""), str):
+            raise EdgeslimError(f"{source}: {key} must be a string, got {data[key]!r}")
+    board = Board(**{k: data[k] for k in (*_FIELDS, "reference", "emulator") if k in data})
     if board.ram_available <= 0 or board.flash_available <= 0:
         raise EdgeslimError(f"{source}: the reserved bytes exceed the board's RAM or flash")
     return board

@@ -33,8 +33,13 @@ def measure(data: bytes, context: ExportContext) -> FirmwareResult:
     """The firmware run before writing: one test sample, the arena found on the target plus the margin."""
     from edgeslim.export.mcu_arena import ARENA_MARGIN
 
+    options = context.options
     return run_firmware(
-        data, context.options.board or DEFAULT_BOARD, context.dataset.x_test[:1], arena_margin=ARENA_MARGIN
+        data,
+        options.board or DEFAULT_BOARD,
+        context.dataset.x_test[:1],
+        arena_margin=ARENA_MARGIN,
+        kernels=options.kernels,
     )
 
 
@@ -42,7 +47,9 @@ def run_shipped(data: bytes, package_dir: Path, context: ExportContext, arena_ho
     """The C package as written, on the test samples; outputs checked against the Python interpreter."""
     samples = context.options.firmware_samples
     x, y = context.dataset.x_test[:samples], np.asarray(context.dataset.y_test[:samples])
-    result = run_firmware(data, context.options.board or DEFAULT_BOARD, x, package_dir=package_dir)
+    options = context.options
+    board = options.board or DEFAULT_BOARD
+    result = run_firmware(data, board, x, package_dir=package_dir, kernels=options.kernels)
     info = read_tflite(data, "mcu export")
     raw = raw_inputs(info, x)
     assert raw is not None

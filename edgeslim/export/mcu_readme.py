@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeslim.tflm_kernels import KERNELS
+
 
 def _kib(n: int) -> str:
     return f"{n:,} B ({n / 1024:.1f} KiB)"
@@ -108,11 +110,36 @@ def _verdict(agreement: dict[str, Any]) -> str:
     return f"{what} {agreement.get(criterion, 0.0):.0%}"
 
 
+def _profile_table(profile: dict[str, Any]) -> str:
+    if not profile.get("complete"):
+        return ""
+    total = profile["instructions"] or 1
+    rows = "\n".join(
+        f"| {r['layer']} | {', '.join(r['ops'])} | {r['instructions']:,} | {r['instructions'] / total:.1%} | "
+        f"{r['multiplications']:,} | "
+        + (f"{r['instructions'] / r['multiplications']:.1f} |" if r["multiplications"] else "|")
+        for r in profile["layers"]
+    )
+    return f"""Where the time goes in one inference (each operator timed on the board; the operators are
+{profile["ops_share"]:.1%} of it, the interpreter the rest):
+
+| layer | operators | instructions | share | multiplications | instructions per multiplication |
+|---|---|---|---|---|---|
+{rows}
+"""
+
+
 def _firmware_section(mcu: dict[str, Any], fw: dict[str, Any]) -> str:
     other = fw["flash_bytes"] - fw["model_bytes"] - fw["runtime_text_bytes"]
     agreement = fw.get("interpreter_agreement") or {}
+    kernels = KERNELS[fw["kernels"]]
+    trim = (
+        "With the reference kernels of this build you may trim it to `kTensorArenaMinimum`."
+        if fw["kernels"] == "reference"
+        else f"It was measured with {kernels}; with other kernels measure again before you trim it."
+    )
     return f"""Measured on firmware built from this package as it ships, with TFLite Micro
-({fw["compiler"]}, `-mcpu={fw["cpu"]}`, reference kernels), run on QEMU's `{fw["machine"]}` board:
+({fw["compiler"]}, `-mcpu={fw["cpu"]}`, {kernels}), run on QEMU's `{fw["machine"]}` board:
 
 | | bytes | board |
 |---|---|---|
@@ -130,11 +157,12 @@ not cycles: a Cortex-M takes one or more cycles each). On {fw["samples"]} test s
 outputs equalled TFLite Micro's Python interpreter on {agreement.get("identical", 0.0):.0%} of them byte
 for byte ({_verdict(agreement)}).
 
+{_profile_table(fw.get("profile") or {})}
 `kTensorArenaSize` is the target's own minimum plus a {mcu["arena_margin"]:.0%} margin: optimized kernels
 (CMSIS-NN, ESP-NN) ask for scratch buffers the reference kernels do not, and another TFLite Micro
-version may plan differently. With the reference kernels of this build you may trim it to
-`kTensorArenaMinimum`. The 64-bit host's bisection said {_kib(mcu["arena_host_bytes"])}. The rest of
-the board's flash and RAM is for your application; the printf-free harness here adds little.
+version may plan differently. {trim}
+The 64-bit host's bisection said {_kib(mcu["arena_host_bytes"])}. The rest of the board's flash and RAM
+is for your application; the printf-free harness here adds little.
 """
 
 

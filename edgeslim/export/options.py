@@ -14,6 +14,7 @@ from edgeslim.export.boards import DEFAULT_BOARD
 from edgeslim.limits import MAX_CALIB_SAMPLES, MAX_FIRMWARE_SAMPLES, MAX_VERIFY_SAMPLES
 from edgeslim.recipe import CALIBRATIONS, IO_DTYPES
 from edgeslim.settings import Rule, check_rules, setting
+from edgeslim.tflm_kernels import DEFAULT_KERNELS, KERNELS, firmware_only
 
 if TYPE_CHECKING:
     from edgeslim.recipe import QuantRecipe
@@ -45,12 +46,16 @@ class ExportOptions:
     # mcu: build the C package into firmware, run it on the emulated board, take its measured figures
     firmware: bool = setting(False, Rule("bool"))
     firmware_samples: int = setting(FIRMWARE_SAMPLES, Rule("int", 1, MAX_FIRMWARE_SAMPLES))
+    # firmware: TFLite Micro's kernels; CMSIS-NN is what products ship on Arm, reference is for comparison
+    kernels: str = setting(DEFAULT_KERNELS, Rule("str", choices=tuple(KERNELS)))
 
     def validate(self, cli: bool = False) -> None:
         """Every field against its rule, all mistakes in one ConfigError, each named as the API
         (``calib_samples``) or the CLI (``--calib-samples``) spells it."""
         name = (lambda f: "--" + f.replace("_", "-")) if cli else (lambda f: f)
         problems = check_rules(self, "export", name)
+        if self.kernels in KERNELS and self.kernels != DEFAULT_KERNELS and not self.firmware:
+            problems.append(firmware_only(name("kernels"), name("firmware")))
         if problems:
             raise ConfigError.several(problems)
 
@@ -84,6 +89,7 @@ CONFIG_FIELDS = (
     "verify_samples",
     "firmware",
     "firmware_samples",
+    "kernels",
 )
 
 

@@ -26,7 +26,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from edgeslim.errors import ConfigError, EdgeslimError
 from edgeslim.fit.budget import CONSTRAINTS, TECHNIQUES, Budget, binding, make_budget, over_budget, parse_size
 from edgeslim.fit.options import DEFAULTS, FitOptions
 from edgeslim.fit.stats import compare
+
+if TYPE_CHECKING:
+    from edgeslim.fit.trial import TrialSettings
 
 SCHEMA = "edgeslim.fit/1"
 
@@ -117,6 +120,7 @@ def fit_model(
         finetune_epochs=options.finetune_epochs,
         seed=options.seed,
         firmware=firmware,
+        kernels=options.kernels,
     )
     executor = make_executor(workers, ray_address)
     report: dict[str, Any] = {
@@ -164,7 +168,7 @@ def fit_model(
         winner, binds = _choose(state)
         report |= _progress(found) | {"best": None, "fits": False, "binding": binds}
         if winner is not None:
-            report["best"] = best = _finish(winner, state, model, dataset, budget, out, firmware, notify)
+            report["best"] = best = _finish(winner, state, model, dataset, budget, out, settings, notify)
             report["fits"], report["binding"] = _measured_fit(best, binds)
         report["seconds"] = time.perf_counter() - began
         write_json(out / "fit.json", report)
@@ -257,7 +261,14 @@ def _measured_fit(best: dict[str, Any], in_trial: list[str]) -> tuple[bool, list
 
 
 def _finish(
-    winner: Any, state: Any, model: Any, dataset: Any, budget: Budget, out: Path, firmware: bool, notify: Any
+    winner: Any,
+    state: Any,
+    model: Any,
+    dataset: Any,
+    budget: Budget,
+    out: Path,
+    settings: TrialSettings,
+    notify: Any,
 ) -> dict[str, Any]:
     """Export the winner for the target and the user's board, and read the test split, once."""
     from edgeslim.export import export_model
@@ -286,7 +297,8 @@ def _finish(
             formats=["tflite"],
             board=budget.board,
             strict=False,
-            firmware=firmware,
+            firmware=settings.firmware,
+            kernels=settings.kernels,
         )
     except EdgeslimError as exc:  # the board refuses it: the closest candidate, reported as such
         return summary | {"artifact": None, "export_error": exc.message}

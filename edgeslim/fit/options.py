@@ -11,6 +11,7 @@ from typing import Any
 
 from edgeslim.errors import ConfigError
 from edgeslim.settings import Rule, check_rules, setting
+from edgeslim.tflm_kernels import DEFAULT_KERNELS, KERNELS, firmware_only
 from edgeslim.train.config import MAX_EPOCHS, MAX_SEED
 
 MAX_TRIALS = 1_000
@@ -31,6 +32,8 @@ class FitOptions:
     loss_confidence: float = setting(0.9, Rule("float", 0.5, 1, hi_open=True))
     # mcu: measure the trials and the winner as firmware on an emulated board
     firmware: bool = setting(False, Rule("bool"))
+    # firmware: TFLite Micro's kernels the trials are measured with (CMSIS-NN: what products ship)
+    kernels: str = setting(DEFAULT_KERNELS, Rule("str", choices=tuple(KERNELS)))
     seed: int = setting(0, Rule("int", 0, MAX_SEED))  # the same seed gives the same plans
     # None: in-process; N: a private local Ray of N CPUs; ray_address: join a running cluster
     workers: int | None = setting(None, Rule("int", 1, MAX_WORKERS, optional=True))
@@ -43,6 +46,9 @@ class FitOptions:
         (``fit.max_trials``) spells them, all in one ConfigError."""
         name = (lambda field: "--" + field.replace("_", "-")) if cli else None
         problems = check_rules(self, "fit", name)
+        if self.kernels in KERNELS and self.kernels != DEFAULT_KERNELS and not self.firmware:
+            spell = name or (lambda field: f"fit.{field}")
+            problems.append(firmware_only(spell("kernels"), spell("firmware")))
         if problems:
             raise ConfigError.several(problems)
 

@@ -33,6 +33,7 @@ class TrialSettings:
     qat_learning_rate: float = 5e-4
     seed: int = 0
     firmware: bool = False
+    kernels: str = DEFAULTS.kernels  # the firmware's TFLite Micro kernels
     calib_samples: int = 200
     qat: bool = True  # the baseline measurement exports the input model as it is (post-training)
 
@@ -169,6 +170,7 @@ def _run(
         strict=False,
         calib_samples=settings.calib_samples if recipe is None else None,
         firmware=settings.firmware and settings.target == "mcu",
+        kernels=settings.kernels if settings.firmware and settings.target == "mcu" else DEFAULTS.kernels,
     )
     measure_artifact(artifact, validation, result, settings.board)  # board counts: mcu sidecars only
 

@@ -330,8 +330,10 @@ def _export_step(
     options = ExportOptions(
         formats=_formats(export.get("formats", {}).get(target)),
         strict=False,  # a failed artifact is a result the report shows, not a crash
-        **{k: export[k] for k in CONFIG_FIELDS},
+        **{k: export[k] for k in CONFIG_FIELDS if k != "kernels"},
     ).updated(firmware=firmware)
+    if firmware:  # the kernels choose the firmware's build: the other targets' exports have none
+        options = options.updated(kernels=export["kernels"])
     section = {
         "target": target,
         **options.to_dict(),
@@ -339,7 +341,7 @@ def _export_step(
         "recipe": recipe.to_dict() if recipe is not None else None,
     }
     if not firmware:  # only then part of the step's key: other exports keep their cached results
-        del section["firmware_samples"]
+        del section["firmware_samples"], section["kernels"]
     # What this machine can check is part of the result ("not checked: no compiler"): once a tool
     # appears, the step runs again and checks.
     section["tools"] = available_tools(target, firmware)

@@ -17,6 +17,7 @@ from edgeslim.atomic import atomic_path, write_json, write_text
 from edgeslim.report.format import acc, kb, num
 from edgeslim.report.markdown import markdown_table
 from edgeslim.report.model import pareto_front
+from edgeslim.tflm_kernels import kernel_name
 
 TRIAL_HEADERS = [
     "trial",
@@ -56,6 +57,19 @@ def summary_line(fit: dict[str, Any]) -> str:
         f"(input model {acc(best['input_test_accuracy'])}; test loss {test['loss_points']:+.2f} pt "
         f"[{low:+.2f}, {high:+.2f}] against --max-loss {fit['budget']['max_loss']:g}, "
         f"McNemar p = {test['mcnemar_p']:.3f})"
+    )
+
+
+def firmware_line(fit: dict[str, Any]) -> str | None:
+    """The winner's firmware figures and which kernels they come from (mcu with --firmware)."""
+    best = fit.get("best") or {}
+    fw = (best.get("mcu") or {}).get("firmware")
+    if not fw:
+        return None
+    return (
+        f"Firmware ({kernel_name(fw.get('kernels'))}, {fw['cpu']} on QEMU's {fw['machine']}): flash "
+        f"{kb(fw['flash_bytes'])}, RAM {kb(fw['ram_bytes'] + fw['stack_used_bytes'])} with the stack, arena "
+        f"{kb(fw['arena_min_bytes'])}, {fw['instructions_per_inference']:,} instructions per inference."
     )
 
 
@@ -153,7 +167,7 @@ def render_markdown(fit: dict[str, Any], plots: dict[str, str]) -> str:
         "",
         f"**{summary_line(fit)}**",
         "",
-        *[line + "\n" for line in loss_lines(fit)],
+        *[line + "\n" for line in [*loss_lines(fit), firmware_line(fit)] if line],
     ]
     best = fit.get("best")
     if best:

@@ -11,11 +11,14 @@ from edgeslim.report.columns import task_of
 from edgeslim.report.markdown import (
     CHANGE_HEADERS,
     LAYER_HEADERS,
+    PROFILE_HEADERS,
     artifact_headers,
     artifact_row,
     baseline_text,
     change_row,
+    firmware_profiles,
     layer_row,
+    profile_rows,
     stage_headers,
     stage_row,
 )
@@ -76,6 +79,9 @@ def render_html(report: dict[str, Any], plots: dict[str, Path]) -> str:
     for name, path in plots.items():
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
         parts.append(f"<img id='plot-{_e(name)}' alt='{_e(name)}' src='data:image/png;base64,{data}'>")
+    for title, profile in firmware_profiles(report):
+        parts.append(f"<h2 class='profile'>{_e(title)}</h2>")
+        parts.append(_table(PROFILE_HEADERS, profile_rows(profile)))
     parts.append("<h2 id='layers'>Per-layer tables</h2>")
     for stage in report["stages"]:
         inner = _table(LAYER_HEADERS, [layer_row(r) for r in stage["layers"]])

@@ -14,6 +14,7 @@ from edgeslim.report.columns import (
     task_of,
 )
 from edgeslim.report.format import acc, kb, num
+from edgeslim.tflm_kernels import kernel_name
 
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None) -> str:
@@ -45,6 +46,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
         ]
     for name, path in (plots or {}).items():
         lines += [f"![{name}]({path})", ""]
+    for title, profile in firmware_profiles(report):
+        lines += [f"## {title}", "", markdown_table(PROFILE_HEADERS, profile_rows(profile)), ""]
     for stage in report["stages"]:
         lines += [
             f"## Layers after {stage['name']}",
@@ -61,6 +64,40 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
                 "",
             ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+PROFILE_HEADERS = ["layer", "operators", "instructions", "share", "multiplications", "instructions / mult."]
+
+
+def firmware_profiles(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(title, profile) for each artifact whose firmware timed its operators."""
+    found = []
+    for a in report.get("artifacts", []):
+        fw = (a.get("mcu") or {}).get("firmware") or {}
+        profile = fw.get("profile") or {}
+        if profile.get("complete"):
+            kernels, share = kernel_name(fw.get("kernels")), acc(profile["ops_share"])
+            title = (
+                f"Where the time goes: {a['name']} on {fw.get('machine')} ({kernels}), "
+                f"{num(profile['instructions'])} instructions, the operators {share} of them"
+            )
+            found.append((title, profile))
+    return found
+
+
+def profile_rows(profile: dict[str, Any]) -> list[list[str]]:
+    total = profile["instructions"] or 1
+    return [
+        [
+            r["layer"],
+            ", ".join(r["ops"]),
+            num(r["instructions"]),
+            acc(r["instructions"] / total),
+            num(r["multiplications"]) if r["multiplications"] else "",
+            f"{r['instructions'] / r['multiplications']:.1f}" if r["multiplications"] else "",
+        ]
+        for r in profile["layers"]
+    ]
 
 
 STAGE_HEADERS = [
@@ -183,7 +220,8 @@ def _firmware_check(mcu: dict[str, Any]) -> str:
     fw = mcu["firmware"]
     agreement = fw.get("interpreter_agreement") or {}
     return (
-        f"{mcu.get('board')}, firmware on {fw.get('machine')}: flash {kb(fw.get('flash_bytes'))} of "
+        f"{mcu.get('board')}, firmware ({kernel_name(fw.get('kernels'))}) on {fw.get('machine')}: "
+        f"flash {kb(fw.get('flash_bytes'))} of "
         f"{kb(mcu.get('flash_board_bytes'))}, RAM {kb(mcu.get('ram_needed_bytes'))} of "
         f"{kb(mcu.get('ram_bytes'))} "
         f"(arena {kb(mcu.get('arena_size'))}: {kb(mcu.get('arena_bytes'))} measured + margin), "

@@ -26,6 +26,12 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     }
     if len(report["stages"]) > 1:
         plots["layer_macs"] = _layer_macs(report, out_dir / "layer_macs.png")
+    profiled = [
+        (a, fw) for a in report.get("artifacts", []) for fw in [(a.get("mcu") or {}).get("firmware") or {}]
+        if (fw.get("profile") or {}).get("complete")
+    ]  # fmt: skip
+    if profiled:
+        plots["firmware_profile"] = _firmware_profile(*profiled[0], out_dir / "firmware_profile.png")
     return plots
 
 
@@ -140,6 +146,23 @@ def _layer_macs(report: dict[str, Any], path: Path) -> Path:
         ax.tick_params(axis="y", labelsize=7)
         ax.set_xscale("log")
     fig.suptitle("Multiplications per layer, before and after the chain")
+    return _save(fig, path)
+
+
+def _firmware_profile(artifact: dict[str, Any], fw: dict[str, Any], path: Path) -> Path:
+    """Instructions per layer on the board, beside the multiplications: where the time goes."""
+    import matplotlib.pyplot as plt
+
+    layers = fw["profile"]["layers"]
+    names = [r["layer"] for r in layers][::-1]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 0.5 + 0.3 * len(layers)), dpi=110, sharey=True)
+    ax1.barh(names, [r["instructions"] for r in layers][::-1], color="tab:orange")
+    ax1.set_title(f"instructions per inference ({fw.get('kernels')}, {fw.get('machine')})", fontsize=9)
+    ax2.barh(names, [r["multiplications"] for r in layers][::-1], color="tab:purple")
+    ax2.set_title("multiplications", fontsize=9)
+    for ax in (ax1, ax2):
+        ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle(f"Where the time goes: {artifact['name']} as firmware")
     return _save(fig, path)
 
 

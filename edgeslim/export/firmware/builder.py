@@ -7,6 +7,7 @@ layout of TfLiteTensor, the same float ABI), and with -Werror so a warning in it
 
 from __future__ import annotations
 
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from edgeslim.export.firmware.machines import Machine
 from edgeslim.export.firmware.mapfile import split_sizes
 from edgeslim.export.firmware.toolchain import Toolchain
 
-HARNESS_FILES = ("main.cc", "startup.c", "arena.cc", "semihost.h", "mps2.ld")
+HARNESS_FILES = ("main.cc", "op_timer.h", "startup.c", "arena.cc", "semihost.h")
+LINKER_SCRIPT = "board.ld"  # written from the machine's memory map
 HARNESS_OBJECTS = frozenset({"main.o", "startup.o", "arena.o"})
 COMPILE_TIMEOUT_S = 900
-# The linker's words when the program outgrows the linker script's memory (mps2.ld).
+# The linker's words when the program outgrows the board's memory (board.ld).
 TOO_BIG = ("overflowed by", "will not fit in region", "leaves no room for the stack")
+OVERFLOW = re.compile(r"region `?(\w+)'? overflowed by (\d+) bytes")
 
 
 def target_flags(machine: Machine) -> list[str]:
@@ -72,10 +75,22 @@ class FirmwareBuilder:
         source = resources.files("edgeslim.export.firmware") / "harness"
         for name in HARNESS_FILES:
             (self.harness / name).write_bytes((source / name).read_bytes())
+        (self.harness / LINKER_SCRIPT).write_text(machine.linker_script(), encoding="utf-8")
 
     @property
     def flags(self) -> list[str]:
         return [*target_flags(self.machine), *COMMON_FLAGS]
+
+    def startup_defines(self) -> list[str]:
+        """Where flash is, for the MPU region that makes it read-only (ARMv7-M parts only)."""
+        if not self.machine.has_mpu:
+            return []
+        size_log2 = max(5, (self.machine.flash_bytes - 1).bit_length())  # the region: a power of two
+        return [
+            "-DEDGESLIM_MPU=1",
+            f"-DEDGESLIM_FLASH_ORIGIN={self.machine.flash_origin:#x}u",
+            f"-DEDGESLIM_FLASH_SIZE_LOG2={size_log2}",
+        ]
 
     def includes(self, package_dir: Path) -> list[str]:
         # The library's headers as system headers: their own warnings are not the package's.
@@ -85,11 +100,12 @@ class FirmwareBuilder:
             *(f"-isystem{d}" for d in self.library.include_dirs),
         ]
 
-    def compile(self, package_dir: Path, jobs: int = 2) -> list[Path]:
-        """startup.o, main.o and model_data.o, ``jobs`` at a time (the arena is compiled per link)."""
+    def compile(self, package_dir: Path, operators: int, jobs: int = 2) -> list[Path]:
+        """startup.o, main.o and model_data.o, ``jobs`` at a time (the arena is compiled per link).
+        ``operators``: the model's operator count, for the per-operator timing's records."""
         units = [
-            (self.toolchain.gcc, self.harness / "startup.c", ["-std=c11"]),
-            (self.toolchain.gxx, self.harness / "main.cc", CXX_FLAGS),
+            (self.toolchain.gcc, self.harness / "startup.c", ["-std=c11", *self.startup_defines()]),
+            (self.toolchain.gxx, self.harness / "main.cc", [*CXX_FLAGS, f"-DEDGESLIM_OPERATORS={operators}"]),
             (self.toolchain.gxx, package_dir.resolve() / "model_data.cc", CXX_FLAGS),
         ]
         commands = [
@@ -116,7 +132,7 @@ class FirmwareBuilder:
                 "-nostartfiles",
                 "--specs=nano.specs",
                 "--specs=nosys.specs",
-                f"-T{self.harness / self.machine.linker_script}",
+                f"-T{self.harness / LINKER_SCRIPT}",
                 "-Wl,--gc-sections",
                 f"-Wl,-Map={map_file}",
                 *(str(o) for o in objects),
@@ -130,6 +146,35 @@ class FirmwareBuilder:
         text, data, bss = self.sizes(elf)
         return Linked(elf, text, data, bss, split_sizes(map_file, HARNESS_OBJECTS))
 
+    def too_big(self, lines: list[str]) -> str:
+        """The linker's verdict in words: which memory, by how much."""
+        m = self.machine
+        over = [f"{region} by {int(n):,} B" for region, n in OVERFLOW.findall("\n".join(lines))]
+        if not over and any("no room for the stack" in line for line in lines):
+            over = [f"RAM: data + bss leave less than the {m.stack_bytes:,} B the stack needs"]
+        return f"the firmware does not fit {m.board_name}: over " + ("; ".join(over) or "its memory")
+
+    def too_big_hint(self) -> str:
+        return (
+            "shrink the model (edgeslim compress, or edgeslim fit with --board), or choose a board with more "
+            "memory"
+        )
+
+    def largest_arena(self, objects: list[Path], package_dir: Path, cap: int) -> int:
+        """The largest arena this board's RAM holds beside the firmware's data, bss and stack (at most
+        ``cap``): one link with a token arena shows what the rest takes."""
+        token = 16
+        linked = self.link(objects, package_dir, token, "room")
+        rest = linked.data + linked.bss - token
+        room = (self.machine.ram_bytes - self.machine.stack_bytes - rest - 64) // 16 * 16  # alignment slack
+        if room < token:
+            raise EdgeslimError(
+                f"the firmware does not fit {self.machine.board_name}: its data and bss "
+                f"take {rest:,} B of {self.machine.ram_bytes:,} B of RAM before any tensor arena",
+                self.too_big_hint(),
+            )
+        return min(cap, room)
+
     def sizes(self, elf: Path) -> tuple[int, int, int]:
         out = self._run([self.toolchain.size, "--format=berkeley", str(elf)])
         text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
@@ -140,12 +185,7 @@ class FirmwareBuilder:
         if done.returncode != 0:
             lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
             if any(words in line for line in lines for words in TOO_BIG):
-                flash_mb, ram_mb = self.machine.flash_bytes // 2**20, self.machine.ram_bytes // 2**20
-                raise EdgeslimError(
-                    f"the firmware does not fit the emulated board {self.machine.machine} "
-                    f"({flash_mb} MB of flash, {ram_mb} MB of RAM)",
-                    "shrink the model (edgeslim compress); no microcontroller board has more",
-                )
+                raise EdgeslimError(self.too_big(lines), self.too_big_hint())
             raise FirmwareBuildError(f"{Path(cmd[0]).name} failed: {' | '.join(lines[-6:])[:1500]}")
         return done.stdout
 

@@ -36,6 +36,11 @@ class RunReport:
     io: tuple[int, int] = (0, 0)
     samples: list[tuple[int, bytes]] = field(default_factory=list)  # (ticks, output bytes)
     stack_used: int = 0
+    # The first sample once more with each operator timed: the whole inference, the invocations counted,
+    # and each invocation's ticks in execution order
+    profile_ticks: int = 0
+    profile_count: int = 0
+    op_ticks: list[int] = field(default_factory=list)
     error: str = ""  # the "error ..." or "fault ..." line of a run that stopped
     seconds: float = 0.0
 
@@ -110,6 +115,10 @@ def parse_report(text: str) -> RunReport:
             report.io = (int(rest[0]), int(rest[1]))
         elif word == "sample":
             report.samples.append((int(rest[1]), bytes.fromhex(rest[2] if len(rest) > 2 else "")))
+        elif word == "profile":
+            report.profile_ticks, report.profile_count = int(rest[0]), int(rest[1])
+        elif word == "op":
+            report.op_ticks.append(int(rest[1]))
         elif word == "stack_used":
             report.stack_used = int(rest[0])
         elif word in ("error", "fault"):

@@ -1,13 +1,15 @@
 """TFLite Micro as a static library for one Cortex-M core, built once from the pinned sources and cached.
 
+One library per core and kernel set (``kernels.py``: CMSIS-NN by default, or the reference kernels).
 The cache lives outside the repository: ``$EDGESLIM_CACHE/tflm/<key>/`` (default
-``~/.cache/edgeslim/tflm/<key>/``). The key hashes the archives' checksums, the core, the make
-arguments, the cross compiler's version and ``RECIPE``, so any change builds a new library beside the
-old. A lock file keeps two processes from building the same key at once; the build happens in a
-temporary folder and is published by one rename, so a reader sees a whole library or none.
+``~/.cache/edgeslim/tflm/<key>/``). The key names the core and kernel set and hashes the archives'
+checksums, the make arguments, the cross compiler's version and ``RECIPE``, so any change builds a new
+library beside the old. A lock file keeps two processes from building the same key at once; the build
+happens in a temporary folder and is published by one rename, so a reader sees a whole library or none.
 
 Build steps (as verified in shared/vendor/tflm/README.md): unpack tflite-micro and its four
-dependencies into its ``downloads/`` folder, apply TFLite Micro's own patches to flatbuffers and
+dependencies (plus CMSIS-NN, CMSIS and Cortex_DFP for
+the CMSIS-NN kernels) into its ``downloads/`` folder, apply TFLite Micro's own patches to flatbuffers and
 kissfft, leave ``pigweed/`` empty and point ``gcc_embedded/bin`` at the system's cross compiler so
 the Makefile downloads nothing, then ``make ... microlite``. Only the library and the headers are kept.
 """
@@ -35,6 +37,7 @@ from edgeslim.export.firmware.toolchain import (
     python_with_pillow_and_numpy,
     sources_reason,
 )
+from edgeslim.tflm_kernels import DEFAULT_KERNELS, EXTRA_ARCHIVES, KERNELS, kernel_make_args
 
 RECIPE = 1  # bump when the steps below change what is built
 CACHE_ENV = "EDGESLIM_CACHE"
@@ -46,15 +49,16 @@ HEADER_SUFFIXES = (".h", ".hpp")
 BUILD_TIMEOUT_S = 3 * 3600
 
 
-def make_args(cpu: str) -> list[str]:
-    # The reference-kernel build TFLite Micro itself tests on QEMU; release strips the error strings.
-    return ["TARGET=cortex_m_qemu", f"TARGET_ARCH={cpu}", "BUILD_TYPE=release"]
+def make_args(cpu: str, kernels: str = DEFAULT_KERNELS) -> list[str]:
+    # The QEMU target TFLite Micro itself tests on; release strips the error strings.
+    return ["TARGET=cortex_m_qemu", f"TARGET_ARCH={cpu}", "BUILD_TYPE=release", *kernel_make_args(kernels)]
 
 
 @dataclass(frozen=True)
 class TflmLibrary:
     root: Path
     cpu: str
+    kernels: str
     key: str
 
     @property
@@ -114,46 +118,51 @@ def _archive_for(listed: dict[str, str], stem: str) -> str:
     return names[0]
 
 
-def library_key(listed: dict[str, str], cpu: str, toolchain: Toolchain) -> str:
+def library_key(listed: dict[str, str], cpu: str, kernels: str, toolchain: Toolchain) -> str:
     recipe = {
         "recipe": RECIPE,
         "cpu": cpu,
-        "make": make_args(cpu),
+        "make": make_args(cpu, kernels),
         "gcc": toolchain.gcc_version,
         "sources": listed,
     }
-    return f"{cpu}-{hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]}"
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{cpu}-{kernels}-{digest}"
 
 
-def cached_library(cpu: str) -> TflmLibrary | None:
-    """The published library for ``cpu`` if it is already built, else None (never builds)."""
+def cached_library(cpu: str, kernels: str = DEFAULT_KERNELS) -> TflmLibrary | None:
+    """The published library for ``cpu`` and ``kernels`` if it is already built, else None (never builds)."""
     toolchain, _ = find_toolchain()
     sources = find_sources()
     if toolchain is None or sources is None:
         return None
-    key = library_key(_archives(sources), cpu, toolchain)
+    key = library_key(_archives(sources), cpu, kernels, toolchain)
     root = cache_root() / key
-    return TflmLibrary(root, cpu, key) if (root / "build.json").is_file() else None
+    return TflmLibrary(root, cpu, kernels, key) if (root / "build.json").is_file() else None
 
 
-def ensure_library(cpu: str, jobs: int = 2, log: Callable[[str], None] | None = None) -> TflmLibrary:
-    """The library for ``cpu``, built first if the cache has none (minutes; once per key)."""
+def ensure_library(
+    cpu: str, kernels: str = DEFAULT_KERNELS, jobs: int = 2, log: Callable[[str], None] | None = None
+) -> TflmLibrary:
+    """The library for ``cpu`` with ``kernels``, built first if the cache has none (minutes; once per key)."""
     toolchain, reason = find_toolchain()
     if toolchain is None:
         raise MissingTool(reason, APT_HINT)
     sources = find_sources()
     if sources is None:
         raise MissingTool(sources_reason(), "or run from a checkout with ../shared/vendor/tflm")
+    if kernels not in KERNELS:
+        raise EdgeslimError(f"unknown kernel set {kernels!r}", f"choose one of {', '.join(KERNELS)}")
     listed = _archives(sources)
-    key = library_key(listed, cpu, toolchain)
+    key = library_key(listed, cpu, kernels, toolchain)
     root = cache_root() / key
     if (root / "build.json").is_file():
-        return TflmLibrary(root, cpu, key)
+        return TflmLibrary(root, cpu, kernels, key)
     root.parent.mkdir(parents=True, exist_ok=True)
     with _locked(root.parent / f"{key}.lock", log):
         if not (root / "build.json").is_file():  # another process may have built it while we waited
-            _build(sources, listed, cpu, toolchain, root, jobs, log or (lambda _: None))
-    return TflmLibrary(root, cpu, key)
+            _build(sources, listed, cpu, kernels, toolchain, root, jobs, log or (lambda _: None))
+    return TflmLibrary(root, cpu, kernels, key)
 
 
 @contextlib.contextmanager
@@ -177,6 +186,7 @@ def _build(
     sources: Path,
     listed: dict[str, str],
     cpu: str,
+    kernels: str,
     toolchain: Toolchain,
     root: Path,
     jobs: int,
@@ -197,15 +207,16 @@ def _build(
     publish = root.parent / f".publish-{root.name}-{os.getpid()}"
     started = time.perf_counter()
     try:
-        tree = _unpack(sources, listed, work, toolchain)
+        tree = _unpack(sources, listed, work, kernels, toolchain)
         shim = work / "bin"
         shim.mkdir()
         # A script, not a symlink: a venv's python finds its site-packages only when started by its own path.
         (shim / "python3").write_text(f'#!/bin/sh\nexec "{python}" "$@"\n', encoding="utf-8")
         (shim / "python3").chmod(0o755)
         env = dict(os.environ, PATH=f"{shim}{os.pathsep}{os.environ.get('PATH', '')}")
-        log(f"building TFLite Micro for {cpu} (-j{jobs}); about 5 minutes on 2 cores")
-        cmd = ["make", "-f", MAKEFILE, *make_args(cpu), f"-j{jobs}", "microlite"]
+        what = f"TFLite Micro with {KERNELS[kernels]} for {cpu}"
+        log(f"building {what} (-j{jobs}), once; about 5-10 minutes on 2 cores")
+        cmd = ["make", "-f", MAKEFILE, *make_args(cpu, kernels), f"-j{jobs}", "microlite"]
         with open(work / "build.log", "w") as out:
             made = subprocess.run(
                 cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S
@@ -215,7 +226,7 @@ def _build(
             failed_log = root.parent / f"{root.name}.failed.log"
             shutil.copyfile(work / "build.log", failed_log)
             raise EdgeslimError(
-                f"building TFLite Micro for {cpu} failed: {' | '.join(tail)[-500:]}",
+                f"building {what} failed: {' | '.join(tail)[-500:]}",
                 f"the full log is {failed_log}",
             )
         [library] = sorted(tree.glob(f"gen/*/lib/{LIBRARY_NAME}"))
@@ -225,7 +236,8 @@ def _build(
         info = {
             "key": root.name,
             "cpu": cpu,
-            "make": make_args(cpu),
+            "kernels": kernels,
+            "make": make_args(cpu, kernels),
             "gcc": toolchain.gcc_version,
             "sources": listed,
             "recipe": RECIPE,
@@ -238,13 +250,13 @@ def _build(
         (publish / "build.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         os.replace(publish, root)  # the one step that makes it visible
         (root.parent / f"{root.name}.failed.log").unlink(missing_ok=True)  # an earlier attempt's
-        log(f"TFLite Micro for {cpu} built in {info['build_seconds']:.0f} s: {root}")
+        log(f"{what} built in {info['build_seconds']:.0f} s: {root}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(publish, ignore_errors=True)
 
 
-def _unpack(sources: Path, listed: dict[str, str], work: Path, toolchain: Toolchain) -> Path:
+def _unpack(sources: Path, listed: dict[str, str], work: Path, kernels: str, toolchain: Toolchain) -> Path:
     work.mkdir(parents=True)
     with tarfile.open(sources / _archive_for(listed, "tflite-micro")) as archive:
         archive.extractall(work, filter="data")
@@ -254,6 +266,9 @@ def _unpack(sources: Path, listed: dict[str, str], work: Path, toolchain: Toolch
     for name in DEPENDENCIES:
         with tarfile.open(sources / _archive_for(listed, name)) as archive:
             archive.extractall(downloads, filter="data")
+    for name, folder in EXTRA_ARCHIVES[kernels].items():
+        with tarfile.open(sources / _archive_for(listed, name)) as archive:
+            archive.extractall(downloads / folder, filter="data")
     for stray in [
         *downloads.joinpath("flatbuffers").rglob("BUILD"),
         *downloads.joinpath("flatbuffers").rglob("BUILD.bazel"),

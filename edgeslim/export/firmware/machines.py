@@ -1,8 +1,10 @@
 """The emulated boards the firmware runs on (``machines.json``), and which one serves a board profile.
 
-A board profile (``edgeslim.export.boards``) names a CPU such as "Arm Cortex-M4F, 120 MHz"; the firmware
-runs on the QEMU board with that core. The emulated board has more memory than most parts (4 MB of
-flash, 4 MB of RAM); the profile's own RAM and flash decide the fit.
+Each entry is a QEMU machine with its real memory map: where flash and RAM start and how large they
+are, and how much RAM the stack keeps. The harness's linker script is written from it
+(``linker_script``), so a firmware that does not fit is refused by the linker, on the board's own
+memory. A board profile (``edgeslim.export.boards``) names its machine (``emulator``), or else runs on
+the MPS2 board with its core (a profile's "Arm Cortex-M4F, 120 MHz" on ``cortex-m4``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
+from string import Template
 
 from edgeslim.errors import EdgeslimError
 
@@ -19,13 +22,48 @@ DEFAULT_MACHINE = "cortex-m4"
 
 @dataclass(frozen=True)
 class Machine:
-    name: str  # the core, as users pass it: "cortex-m4"
+    name: str  # as users pass it: a core ("cortex-m4", an MPS2 board) or a board ("microbit")
     machine: str  # qemu-system-arm -M ...
-    cpu: str  # -mcpu= for the compiler
+    cpu: str  # -mcpu= for the compiler, and the TFLite Micro library's core
     description: str
-    linker_script: str
+    flash_origin: int
     flash_bytes: int
+    ram_origin: int
     ram_bytes: int
+    stack_bytes: int  # RAM the linker keeps free above .bss for the stack
+    memory: str = ""  # the memory map in words, for the firmware README
+
+    @property
+    def board_name(self) -> str:
+        """The board in words, without how it is emulated: "BBC micro:bit v1 (Nordic nRF51822, ...)"."""
+        return self.description.split(", emulated")[0]
+
+    @property
+    def has_mpu(self) -> bool:
+        # The harness protects flash with the ARMv7-M MPU (M3, M4, M7); ARMv6-M parts have none to rely on.
+        return self.cpu in ("cortex-m3", "cortex-m4", "cortex-m7")
+
+    def linker_script(self) -> str:
+        """The harness's linker script for this board's memory."""
+        text = (resources.files("edgeslim.export.firmware") / "harness" / "board.ld").read_text()
+        return Template(text).substitute(
+            machine=self.machine,
+            memory=self.memory or self.description,
+            flash_origin=f"0x{self.flash_origin:08X}",
+            flash_bytes=self.flash_bytes,
+            ram_origin=f"0x{self.ram_origin:08X}",
+            ram_bytes=self.ram_bytes,
+            stack_bytes=self.stack_bytes,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "machine": self.machine,
+            "cpu": self.cpu,
+            "flash_bytes": self.flash_bytes,
+            "ram_bytes": self.ram_bytes,
+            "stack_reserved_bytes": self.stack_bytes,
+        }
 
 
 def _load() -> dict[str, Machine]:
@@ -37,7 +75,8 @@ MACHINES: dict[str, Machine] = _load()
 
 
 def resolve_machine(board: str | None) -> Machine:
-    """``board``: a core (cortex-m4), a QEMU machine (mps2-an386), or a board profile whose CPU is one."""
+    """``board``: a machine's name (cortex-m4, microbit), a QEMU machine (mps2-an386), or a board profile
+    that names its machine or whose CPU has an MPS2 board."""
     name = (board or DEFAULT_MACHINE).strip()
     key = name.lower()
     if key in MACHINES:
@@ -48,10 +87,20 @@ def resolve_machine(board: str | None) -> Machine:
     from edgeslim.export.boards import load_board
 
     profile = load_board(name)  # EdgeslimError for an unknown name or a bad file
-    core = re.search(r"cortex-m\d+", profile.cpu.lower().replace(" ", "-"))
-    if core is None or core.group(0) not in MACHINES:
+    if profile.emulator:
+        if profile.emulator not in MACHINES:
+            raise EdgeslimError(
+                f"board {profile.name}: emulator {profile.emulator!r} is not an emulated board",
+                f"use one of {', '.join(sorted(MACHINES))}",
+            )
+        return MACHINES[profile.emulator]
+    found = re.search(r"cortex-m\d+", profile.cpu.lower().replace(" ", "-"))
+    core = found.group(0) if found else None
+    # The MPS2 board of that core (named after it) first, else the first board with that core.
+    machine = MACHINES.get(core or "") or next((m for m in MACHINES.values() if m.cpu == core), None)
+    if machine is None:
         raise EdgeslimError(
             f"board {profile.name} ({profile.cpu}) has no emulated counterpart for the firmware run",
             f"the firmware runs on {', '.join(sorted(MACHINES))}; export without --firmware for this board",
         )
-    return MACHINES[core.group(0)]
+    return machine

@@ -12,6 +12,7 @@ import numpy as np
 class FirmwareResult:
     machine: str  # the QEMU board: "mps2-an386"
     cpu: str  # "cortex-m4"
+    kernels: str  # TFLite Micro's kernel set: "cmsis_nn" or "reference" (kernels.py)
     # `arm-none-eabi-size` of the linked ELF (Berkeley: text holds code, read-only data and the model).
     text_bytes: int
     data_bytes: int
@@ -33,6 +34,8 @@ class FirmwareResult:
     library_key: str = ""
     compiler: str = ""
     flags: str = ""
+    # One inference's instructions per operator (profile.py): ops, their layers and multiplications
+    profile: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flash_bytes(self) -> int:
@@ -51,6 +54,7 @@ class FirmwareResult:
         return {
             "machine": self.machine,
             "cpu": self.cpu,
+            "kernels": self.kernels,
             "text_bytes": self.text_bytes,
             "data_bytes": self.data_bytes,
             "bss_bytes": self.bss_bytes,
@@ -74,4 +78,5 @@ class FirmwareResult:
             "library_key": self.library_key,
             "compiler": self.compiler,
             "flags": self.flags,
+            "profile": self.profile,
         }

@@ -35,7 +35,8 @@ from edgeslim.export.firmware.builder import (
 )
 from edgeslim.export.firmware.emulator import INPUTS_FILE, PROBE_FILE, FirmwareRunError, RunReport, run_elf
 from edgeslim.export.firmware.library import cached_library, ensure_library
-from edgeslim.export.firmware.machines import DEFAULT_MACHINE, resolve_machine
+from edgeslim.export.firmware.machines import DEFAULT_MACHINE, Machine, resolve_machine
+from edgeslim.export.firmware.profile import op_profile
 from edgeslim.export.firmware.result import FirmwareResult
 from edgeslim.export.firmware.toolchain import (
     APT_HINT,
@@ -45,8 +46,9 @@ from edgeslim.export.firmware.toolchain import (
     sources_reason,
 )
 from edgeslim.runtime.tflite_file import TFLiteModelInfo, read_tflite
+from edgeslim.tflm_kernels import DEFAULT_KERNELS, KERNELS
 
-MEASURE_ARENA_BYTES = 3 * 1024 * 1024  # of the emulated board's 4 MB of RAM; no microcontroller has more
+MEASURE_ARENA_BYTES = 3 * 1024 * 1024  # at most: of the MPS2 boards' 4 MB of RAM
 DEFAULT_TIMEOUT_S = 1800.0
 
 
@@ -74,17 +76,21 @@ def run_firmware(
     *,
     package_dir: Path | None = None,
     arena_margin: float | None = None,
+    kernels: str = DEFAULT_KERNELS,
     timeout: float = DEFAULT_TIMEOUT_S,
     jobs: int = 2,
     log: Callable[[str], None] | None = None,
 ) -> FirmwareResult:
     """Build and run the firmware; ``inputs``: samples for the model's input (its int8 values, or float
     data quantized with the input's scale and zero point), None for one inference on zeros.
+    ``kernels``: TFLite Micro's kernel set (``KERNELS``): CMSIS-NN, as products ship, or the reference ones.
 
     ``work_dir`` keeps the build (ELF, map file, result.txt) for inspection; None uses a temporary one.
     Raises EdgeslimError when the tools are missing or the model cannot run there.
     """
     machine = resolve_machine(board)
+    if kernels not in KERNELS:
+        raise EdgeslimError(f"unknown kernel set {kernels!r}", f"choose one of {', '.join(KERNELS)}")
     ok, reason = firmware_available(machine.name)
     if not ok:
         raise MissingTool(f"cannot build the firmware for {machine.name}: {reason}", APT_HINT)
@@ -100,9 +106,9 @@ def run_firmware(
     raw = raw_inputs(info, inputs)
     toolchain, _ = find_toolchain()
     assert toolchain is not None  # firmware_available checked it
-    was_cached = cached_library(machine.cpu) is not None
+    was_cached = cached_library(machine.cpu, kernels) is not None
     started = time.perf_counter()
-    library = ensure_library(machine.cpu, jobs=jobs, log=log or _stderr)
+    library = ensure_library(machine.cpu, kernels, jobs=jobs, log=log or _stderr)
     library_seconds = 0.0 if was_cached else time.perf_counter() - started
 
     with _folder(work_dir) as folder:
@@ -113,7 +119,7 @@ def run_firmware(
         _write_inputs(folder, raw)
         clock = _Clock()
         with clock.build():
-            objects = builder.compile(package, jobs)
+            objects = builder.compile(package, len(info.ops), jobs)
         if package_dir is not None and arena_margin is None:
             with clock.build():
                 final = builder.link(objects, package, None, "firmware")
@@ -121,7 +127,8 @@ def run_firmware(
             arena_min = minimum_arena(builder, final, folder, measured, timeout, clock)
         else:
             with clock.build():
-                probe = builder.link(objects, package, MEASURE_ARENA_BYTES, "measure")
+                room = builder.largest_arena(objects, package, MEASURE_ARENA_BYTES)
+                probe = builder.link(objects, package, room, "measure")
             measured = _run(builder, probe, folder, timeout, clock, shipped=False)
             arena = arena_min = minimum_arena(builder, probe, folder, measured, timeout, clock)
             if arena_margin is not None:
@@ -135,6 +142,7 @@ def run_firmware(
             if last.samples[0][1] != measured.samples[0][1]:
                 raise FirmwareRunError("the firmware's outputs changed with the arena size", last)
 
+    _check_stack(machine, last)
     ratio = measured.instructions_per_tick
     instructions = [round(ticks * ratio) for ticks, _ in measured.samples]
     out = info.tensors[info.outputs[0]]
@@ -143,6 +151,7 @@ def run_firmware(
     return FirmwareResult(
         machine=machine.machine,
         cpu=machine.cpu,
+        kernels=kernels,
         text_bytes=final.text,
         data_bytes=final.data,
         bss_bytes=final.bss,
@@ -163,7 +172,18 @@ def run_firmware(
         library_key=library.key,
         compiler=compiler_version(toolchain),
         flags=" ".join([*target_flags(machine), *COMMON_FLAGS]),
+        profile=op_profile(info, measured, ratio),
     )
+
+
+def _check_stack(machine: Machine, report: RunReport) -> None:
+    """The painted stack was used to its limit: it may have run into the arena, so no figure holds."""
+    if report.stack_used >= machine.stack_bytes - 16:
+        raise EdgeslimError(
+            f"the firmware's stack reached the {machine.stack_bytes:,} B {machine.board_name} "
+            "keeps for it: its figures cannot be trusted",
+            "choose a board with more RAM (edgeslim firmware --board cortex-m4)",
+        )
 
 
 def raw_inputs(info: TFLiteModelInfo, inputs: np.ndarray | None) -> np.ndarray | None:
@@ -217,11 +237,19 @@ def _run(
         report = run_elf(builder.toolchain.qemu, builder.machine.machine, linked.elf, folder, timeout)
     except FirmwareRunError as exc:
         if exc.report.error.startswith("error allocate"):
-            where = "the C package's kTensorArenaSize" if shipped else "the firmware's arena"
+            m, capacity = builder.machine, exc.report.arena_capacity
+            if shipped:
+                raise EdgeslimError(
+                    f"TFLite Micro on {m.machine} cannot allocate the model's tensors in the C package's "
+                    f"kTensorArenaSize ({capacity:,} B)",
+                    "re-export the C package, or choose a board with more RAM",
+                ) from None
             raise EdgeslimError(
-                f"TFLite Micro on {builder.machine.machine} cannot allocate the model's tensors in {where} "
-                f"({exc.report.arena_capacity:,} B)",
-                "re-export the C package, or choose a board with more RAM",
+                f"the model does not fit {m.board_name}: TFLite Micro cannot allocate its tensors in the "
+                f"largest arena the board's {m.ram_bytes:,} B of RAM leave beside the firmware and its "
+                f"{m.stack_bytes:,} B stack ({capacity:,} B)",
+                "shrink the model's activations (edgeslim fit --board), or choose a board with more RAM; "
+                "edgeslim firmware MODEL --board cortex-m4 measures the arena it needs",
             ) from None
         if exc.report.error.startswith(HALTED):
             raise EdgeslimError(

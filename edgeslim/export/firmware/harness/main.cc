@@ -6,6 +6,8 @@
 //   arena_used <bytes>                  interpreter.arena_used_bytes() with that whole buffer
 //   io <input bytes> <output bytes>     per sample, all input (output) tensors together
 //   sample <i> <ticks> <hex outputs>    one inference on the i-th input read from inputs.bin
+//   profile <ticks> <n>                 the first sample once more, each operator timed: the whole
+//   op <i> <ticks>                        inference, then the i-th operator invocation's ticks
 //   stack_used <bytes>                  the deepest the stack went (painted at reset)
 //   done <samples>
 // An "error <what> <code>" or "fault ..." line ends a failed run.
@@ -15,14 +17,17 @@
 // one per size: some kernels (TFLite Micro's per-channel fully connected) write into persistent
 // buffers they did not check they got, so a too-small arena can fault, and a fault must end only
 // its own run, never the measurement.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <utility>
 
 #include "model_data.h"
 #include "model_ops.h"
 #include "semihost.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
 extern uint8_t tensor_arena[];
@@ -72,7 +77,16 @@ uint64_t Ticks() {
   return wraps * (uint64_t{kSysTickMax} + 1) + (kSysTickMax - value);
 }
 
-void CalibrationLoop(uint32_t n) { __asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc"); }
+#include "op_timer.h"  // uses Ticks() above
+
+// GCC hands inline assembly to ARMv6-M's assembler in divided syntax, where the flag-setting 16-bit
+// subtract is spelled "sub"; in unified syntax (ARMv7-M and later) "sub" would not set the flags.
+#if defined(__ARM_ARCH_6M__)
+#define EDGESLIM_SUBS "sub %0, #1"
+#else
+#define EDGESLIM_SUBS "subs %0, %0, #1"
+#endif
+void CalibrationLoop(uint32_t n) { __asm__ volatile("1: " EDGESLIM_SUBS "\n\tbne 1b" : "+r"(n) : : "cc"); }
 
 class Line {
  public:
@@ -122,7 +136,7 @@ int Fail(const char* what, uint64_t code) {
 
 alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
 
-tflite::MicroInterpreter* NewInterpreter(const tflite::Model* model, const ModelOpResolver& resolver,
+tflite::MicroInterpreter* NewInterpreter(const tflite::Model* model, const tflite::MicroOpResolver& resolver,
                                          size_t arena_bytes) {
   return new (g_interpreter_storage)
       tflite::MicroInterpreter(model, resolver, tensor_arena, arena_bytes);
@@ -230,6 +244,23 @@ int Run() {
       const TfLiteTensor* output = interpreter->output(i);
       line.Hex(reinterpret_cast<const uint8_t*>(output->data.raw), output->bytes);
     }
+  }
+  // The first sample once more, through a second interpreter whose kernels are timed one by one: the
+  // samples above ran with no timing code in their path.
+  interpreter->~MicroInterpreter();
+  static TimingResolver timing(resolver);
+  interpreter = NewInterpreter(model, timing, tensor_arena_size);
+  if (AllocateWatched(interpreter) != kTfLiteOk) return Fail("allocate", tensor_arena_size);
+  if (handle >= 0 && (semihost_seek(handle, 0) != 0 || !ReadSample(handle, *interpreter))) {
+    return Fail("read", 0);
+  }
+  if (handle < 0) ZeroInputs(*interpreter);
+  g_timed_ops = 0;
+  const uint64_t profile_start = Ticks();
+  if (interpreter->Invoke() != kTfLiteOk) return Fail("invoke", 0);
+  Line() << "profile " << (Ticks() - profile_start) << " " << uint64_t{g_timed_ops};
+  for (size_t i = 0; i < g_timed_ops && i < kMaxTimedOps; ++i) {
+    Line() << "op " << uint64_t{i} << " " << uint64_t{g_op_ticks[i]};
   }
   if (handle >= 0) semihost_close(handle);
   Line() << "stack_used " << uint64_t{edgeslim_stack_used()};

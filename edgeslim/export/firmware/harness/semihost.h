@@ -15,6 +15,7 @@ enum {
   kSysClose = 0x02,
   kSysWrite = 0x05,
   kSysRead = 0x06,
+  kSysSeek = 0x0A,
   kSysFlen = 0x0C,
   kSysExit = 0x18,
 };
@@ -55,6 +56,12 @@ static inline int semihost_write(int handle, const void* data, size_t n) {
 static inline int semihost_read(int handle, void* data, size_t n) {
   uintptr_t args[3] = {(uintptr_t)handle, (uintptr_t)data, (uintptr_t)n};
   return semihost_call(kSysRead, args);
+}
+
+// Returns 0 on success.
+static inline int semihost_seek(int handle, size_t position) {
+  uintptr_t args[2] = {(uintptr_t)handle, (uintptr_t)position};
+  return semihost_call(kSysSeek, args);
 }
 
 static inline int semihost_flen(int handle) {

@@ -1,4 +1,4 @@
-// Reset and fault handling for the harness on QEMU's MPS2 boards (Cortex-M4 / Cortex-M7).
+// Reset and fault handling for the harness on QEMU's Cortex-M boards (machines.json).
 // Linked with -nostartfiles: this file is the whole C runtime start-up, so nothing hides in crt0.
 #include <stdint.h>
 
@@ -23,18 +23,21 @@ void* __dso_handle = 0;
 #define STACK_PAINT 0x5AC3A55Cu
 #define REG(addr) (*(volatile uint32_t*)(addr))
 
-// Flash is RAM on these boards; an MPU region makes it read-only as on a real part, so a stray
-// write (a null pointer) faults instead of silently corrupting the model or the vector table.
+// Flash is RAM on the MPS2 boards; an MPU region makes it read-only as on a real part, so a stray
+// write (a null pointer) faults instead of silently corrupting the model or the vector table. Only
+// on ARMv7-M cores (the builder defines EDGESLIM_MPU): ARMv6-M parts have no MPU to rely on.
 static void protect_flash(void) {
-  REG(0xE000ED98) = 0;                 // MPU_RNR: region 0
-  REG(0xE000ED9C) = 0x00000000;        // MPU_RBAR: base 0
-  REG(0xE000EDA0) = (6u << 24)         // AP: read-only, privileged and unprivileged
-                    | (1u << 17)       // C: normal, cacheable
-                    | (21u << 1)       // SIZE: 2^(21+1) = 4 MB
-                    | 1u;              // ENABLE
-  REG(0xE000ED94) = (1u << 2) | 1u;    // MPU_CTRL: PRIVDEFENA (default map elsewhere), ENABLE
-  REG(0xE000ED24) |= (1u << 16);       // SHCSR: MemManage faults get their own handler
+#ifdef EDGESLIM_MPU
+  REG(0xE000ED98) = 0;                              // MPU_RNR: region 0
+  REG(0xE000ED9C) = EDGESLIM_FLASH_ORIGIN;          // MPU_RBAR: the flash's base
+  REG(0xE000EDA0) = (6u << 24)                      // AP: read-only, privileged and unprivileged
+                    | (1u << 17)                    // C: normal, cacheable
+                    | ((EDGESLIM_FLASH_SIZE_LOG2 - 1u) << 1)  // SIZE: 2^(SIZE+1) bytes
+                    | 1u;                           // ENABLE
+  REG(0xE000ED94) = (1u << 2) | 1u;                 // MPU_CTRL: PRIVDEFENA (default map elsewhere), ENABLE
+  REG(0xE000ED24) |= (1u << 16);                    // SHCSR: MemManage faults get their own handler
   __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
 }
 
 // Fill the unused stack with a pattern; edgeslim_stack_used() finds the deepest word overwritten.
@@ -63,7 +66,11 @@ void Reset_Handler(void) {
 }
 
 void Fault_Handler(void) {
+#if defined(__ARM_ARCH_6M__)
+  edgeslim_report_fault(0, 0, 0);  // ARMv6-M has no fault status registers: a HardFault is all it says
+#else
   edgeslim_report_fault(REG(0xE000ED28), REG(0xE000ED2C), REG(0xE000ED38));  // CFSR, HFSR, BFAR
+#endif
   semihost_exit(0);
 }
 
