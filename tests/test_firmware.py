@@ -440,3 +440,8 @@ def test_the_operator_profile_adds_up_to_the_inference(fw_artifact):
     assert "Where the time goes" in readme and profile["layers"][0]["layer"] in readme
     [(title, shown)] = firmware_profiles({"artifacts": [{"name": "m", "mcu": fw_artifact.sidecar["mcu"]}]})
     assert "CMSIS-NN" in title and len(profile_rows(shown)) == len(profile["layers"])
+    from edgeslim.report.fit import firmware_line  # what edgeslim fit prints for its winner
+
+    line = firmware_line({"best": {"mcu": fw_artifact.sidecar["mcu"]}})
+    assert line.startswith("Firmware (CMSIS-NN, cortex-m4 on QEMU's mps2-an386)")
+    assert f"{fw['instructions_per_inference']:,} instructions" in line

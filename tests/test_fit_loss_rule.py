@@ -137,3 +137,41 @@ def test_fit_options_hold_every_default_once(digits_model_path, tmp_path, capsys
         err = capsys.readouterr().err
         assert code == 2 and err.count("error:") == 1 and "--loss-confidence" in err, err
         assert not (tmp_path / "x").exists()
+
+
+def test_a_retry_of_the_same_plan_trains_longer():
+    """When the loss binds and the budget is spent the search doubles the epochs and retries the plan:
+    the retry's trials must get those epochs (they once ran the same 40 again, a wasted trial)."""
+    from types import SimpleNamespace
+
+    from edgeslim.fit.search import trial_settings
+    from edgeslim.fit.trial import TrialSettings
+
+    settings = TrialSettings("mcu", finetune_epochs=40)
+    assert trial_settings(settings, SimpleNamespace(epochs=80)).finetune_epochs == 80
+    assert settings.finetune_epochs == 40  # the fit's own settings (and its history key) unchanged
+
+
+def test_when_the_loss_binds_the_best_plan_is_trained_longer():
+    """The best trial within budget misses the loss and the budget leaves no room: the next trial is
+    that same plan with twice the epochs (not a new selection), once."""
+    from types import SimpleNamespace
+
+    from edgeslim.fit.search import _adapt, _propose
+    from edgeslim.fit.space import Plan
+    from edgeslim.fit.trial import TrialResult
+
+    plan = {"layers": {"conv1 (prune)": "prune 0.5"}, "prune": {"conv1": 0.5}, "lowrank": {},
+            "separable": {}, "quantization": "int8 per tensor"}  # fmt: skip
+    key = Plan.from_dict(plan).key()
+    trial = TrialResult(index=0, plan=plan, plan_key=key, epochs=40, measured={"max_flash": 16_000.0})
+    verdict = {"trial": 0, "meets_budget": True, "within_loss": False, "validation": {"accuracy": 0.97}}
+    state = SimpleNamespace(
+        evaluations=[verdict], trials=[trial], epochs=40, base_epochs=40, retry=None, scale={},
+        budget=SimpleNamespace(limits=lambda: {"max_flash": 16_384.0}),
+    )  # fmt: skip
+    assert _adapt(state, [trial]) and state.epochs == 80
+    assert [p.key() for p in _propose(state, True)] == [key] and state.retry is None
+    state.trials.append(TrialResult(index=1, plan=plan, plan_key=key, epochs=80, measured=trial.measured))
+    state.evaluations.append(verdict | {"trial": 1})
+    assert not _adapt(state, state.trials[1:])  # trained longer once: the search stops

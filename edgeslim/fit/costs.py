@@ -145,7 +145,12 @@ class CostModel:
         self.out_owners = {name: owners(analysis.out_ids.get(name, [])) for name in graph.nodes}
         self.aliases, self.folded = converted_away(graph)
         self.offsets: dict[str, list[float]] = {k: [] for k in ("max_flash", "max_arena", *BOARD_COUNTS)}
-        self.ratios: dict[str, list[float]] = {"max_latency_ms": [], "max_instructions": []}
+        self.ratios: dict[str, list[float]] = {
+            "max_latency_ms": [],
+            "max_instructions": [],
+            "arena_target": [],
+        }
+        self.rests: dict[str, list[float]] = {k: [] for k in BOARD_COUNTS}
         self.base_macs: float | None = None
         self.base_latency: float | None = None
         self.instructions_per_mac: float | None = None
@@ -375,8 +380,12 @@ class CostModel:
         for key in ("max_flash", "max_arena"):
             if self.offsets[key]:
                 out[key] = raw[key] + median(self.offsets[key])
+        if self.ratios["arena_target"]:  # the arena the firmware measures, from the host's
+            out["max_arena"] *= median(self.ratios["arena_target"])
         for key, (base, factor) in BOARD_COUNTS.items():
-            if self.offsets[key]:
+            if self.rests[key]:  # the rest of the firmware beside the model or the arena: a constant
+                out[key] = factor * out[base] + median(self.rests[key])
+            elif self.offsets[key]:
                 out[key] = factor * raw[base] + median(self.offsets[key])
         if self.base_latency is not None and self.base_macs:
             ratio = median(self.ratios["max_latency_ms"]) if self.ratios["max_latency_ms"] else 1.0
@@ -391,11 +400,25 @@ class CostModel:
         """Calibrate with a real artifact's figures (bytes, arena, latency, instructions)."""
         raw = self.raw(plan)
         self.compressed_observations += bool(plan.choices)
-        for key in ("max_flash", "max_arena"):
-            if measured.get(key) is not None:
-                self.offsets[key].append(float(measured[key]) - raw[key])  # type: ignore[arg-type]
+        arena, host = measured.get("max_arena"), measured.get("arena_host")
+        if measured.get("max_flash") is not None:
+            self.offsets["max_flash"].append(float(measured["max_flash"]) - raw["max_flash"])  # type: ignore[arg-type]
+        # The raw arena models TFLite Micro's reference kernels on this 64-bit host, where the export's
+        # bisection measures ("arena_host"): calibrate on that, additively (struct sizes, a constant).
+        # The firmware's own arena (32-bit structs, CMSIS-NN's scratch buffers and the planner's
+        # placement of them) is a ratio of it: an additive offset taken from the input model, 12 KB of
+        # scratch and fragmentation on mnistnet3 with CMSIS-NN, once swamped a 5 KB compressed plan.
+        base_arena = host if host is not None else arena
+        if base_arena is not None:
+            self.offsets["max_arena"].append(float(base_arena) - raw["max_arena"])
+        if arena is not None and host:
+            self.ratios["arena_target"].append(float(arena) / float(host))
         for key, (base, factor) in BOARD_COUNTS.items():
-            if measured.get(key) is not None:
+            if measured.get(key) is None:
+                continue
+            if measured.get(base) is not None:
+                self.rests[key].append(float(measured[key]) - factor * float(measured[base]))  # type: ignore[arg-type]
+            else:
                 self.offsets[key].append(float(measured[key]) - factor * raw[base])  # type: ignore[arg-type]
         if measured.get("max_latency_ms") is not None:
             if self.base_latency is None:

@@ -56,6 +56,7 @@ class SearchState:
     scale: dict[str, float] = field(default_factory=dict)
     epochs: int = 0  # fine-tuning epochs of the next trials; raised when the loss binds
     base_epochs: int = 0
+    retry: Plan | None = None  # the plan to train longer next, when the loss binds on the best fit
     confidence: float = DEFAULTS.loss_confidence
 
     def judge(self, trial: TrialResult, predicted: dict[str, float] | None = None) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def run_search(
                 shared_model,
                 shared_data,
                 plan,
-                settings,
+                trial_settings(settings, state),
                 str(out_dir / "trials" / f"{start_index + i:02d}"),
             )
             for i, plan in enumerate(plans)
@@ -184,6 +185,12 @@ def run_search(
         if not _adapt(state, results):
             break
     return state, {"sensitivity": table, "sensitivity_cached": cached, "baseline_trial": base}
+
+
+def trial_settings(settings: TrialSettings, state: SearchState) -> TrialSettings:
+    """The settings the next trials run with: the fine-tuning epochs as the search has set them (doubled
+    once when the loss binds, so that the retry of the same plan does train longer)."""
+    return replace(settings, finetune_epochs=state.epochs)
 
 
 def _reuse_history(state: SearchState, folder: Path, out_dir: Path, notify: Notify) -> list[TrialResult]:
@@ -284,6 +291,10 @@ def _sensitivity(
 
 def _propose(state: SearchState, quantize: bool) -> list[Plan]:
     tried = {t.plan_key for t in state.trials if t.epochs == state.epochs}
+    if state.retry is not None:  # the best plan within budget, again with the doubled epochs
+        plan, state.retry = state.retry, None
+        if plan.key() not in tried:
+            return [plan]
     plans: list[Plan] = []
     # The hedge covers the cost model's error on compressed plans, which the first measurements of
     # this model (this fit's or an earlier fit's, from the history) remove.
@@ -324,6 +335,7 @@ def _adapt(state: SearchState, results: list[TrialResult]) -> bool:
         if best["within_loss"] or state.epochs >= 2 * state.base_epochs:
             return False
         state.epochs *= 2  # the budget is spent and the loss binds: train the same plan longer
+        state.retry = Plan.from_dict(trial.plan)
         return True
     if not any(not t.failed for t in results):
         return False

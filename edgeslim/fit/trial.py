@@ -188,6 +188,8 @@ def sidecar_measurements(sidecar: dict[str, Any], macs: float, board: str | None
         "max_macs": float(macs),
         "max_latency_ms": verification.get("latency_ms_p50"),
         "max_instructions": firmware.get("instructions_per_inference"),
+        # not a constraint: the host bisection's arena, which the cost model is calibrated on
+        "arena_host": float(mcu["arena_host_bytes"]) if mcu.get("arena_host_bytes") else None,
     }
     if board is not None and mcu:
         measured |= board_counts(board, mcu)
