@@ -14,6 +14,7 @@ run are compared with TFLite Micro's Python interpreter, byte for byte.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,12 @@ def run_on(path: Path, board: str, x: np.ndarray) -> dict:
 
 def cell(r: dict) -> str:
     if not r["fits"]:
-        why = r["why"].split(": over ")[-1] if ": over " in r["why"] else r["why"]
+        why = r["why"]
+        if ": over " in why:  # the linker's verdict
+            return f"**no**: over {why.split(': over ')[-1]}"
+        arena = re.search(r"stack \(([\d,]+) B\)$", why)
+        if arena:  # the tensors did not fit the arena the board's RAM leaves
+            return f"**no**: its tensors need more than the {arena.group(1)} B of arena the RAM leaves"
         return f"**no**: {why}"
     same = "" if r["identical"] else " **outputs differ**"
     instructions = r["instructions_per_inference"] / 1e6
