@@ -170,7 +170,11 @@ def test_inspect_reads_tflite_and_onnx(files, digits_model):
     keras_params = digits_model.count_params()
     tfl = analyze_tflite(files["float32.tflite"])
     assert tfl["op_counts"]["CONV_2D"] == 2 and tfl["ops"][0]["op"] == "CONV_2D"
-    assert {"index", "op", "inputs", "outputs"} == set(tfl["ops"][0])
+    assert {"index", "op", "inputs", "outputs", "multiplications"} == set(tfl["ops"][0])
+    from edgeslim.analysis.keras_model import analyze_keras
+
+    # Per op, counted from the file's own shapes: the same total as the Keras count of the deployed model
+    assert sum(op["multiplications"] for op in tfl["ops"]) == analyze_keras(digits_model).deployed_macs
     assert keras_params <= tfl["total_params"] <= keras_params + 64  # plus a few shape constants
     assert tfl["dtypes"]["parameters"]["FLOAT32"] > 0
     int8 = analyze_tflite(files["int8.tflite"])
