@@ -436,6 +436,7 @@ def test_the_operator_profile_adds_up_to_the_inference(fw_artifact):
     assert 0.98 <= profile["ops_instructions"] / fw["instructions_per_inference"] <= 1.0
     assert all(o["instructions"] > 0 for o in profile["ops"])
     assert sum(layer["instructions"] for layer in profile["layers"]) == profile["ops_instructions"]
+    assert abs(sum(layer["share"] for layer in profile["layers"]) - profile["ops_share"]) < 0.001 * len(ops)
     readme = (fw_artifact.path.parent / "mcu" / "README.md").read_text()
     assert "Where the time goes" in readme and profile["layers"][0]["layer"] in readme
     [(title, shown)] = firmware_profiles({"artifacts": [{"name": "m", "mcu": fw_artifact.sidecar["mcu"]}]})

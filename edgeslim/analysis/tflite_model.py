@@ -6,6 +6,7 @@ TensorFlow-free (the flatbuffer is read in pure Python), so ``edgeslim inspect``
 from __future__ import annotations
 
 from collections import Counter
+from math import prod
 from pathlib import Path
 from typing import Any
 
@@ -53,24 +54,15 @@ def op_multiplications(info: TFLiteModelInfo, op: TFLiteOp) -> int:
     output element of a convolution or fully connected layer reads one weight per input it sums."""
     if op.op not in _WEIGHTED or len(op.inputs) < 2 or not op.outputs:
         return 0
-    weights = info.tensors[op.inputs[1] if op.op != "TRANSPOSE_CONV" else op.inputs[1]].shape
+    weights = info.tensors[op.inputs[1]].shape
     out = info.tensors[op.outputs[0]].shape
     if not weights or not out or any(d is None or d < 0 for d in [*weights, *out]):
         return 0
-    out_elements = 1
-    for d in out:
-        out_elements *= d
     if op.op == "DEPTHWISE_CONV_2D":  # [1, kh, kw, channels]: one kernel window per output
-        return out_elements * weights[1] * weights[2]
+        return prod(out) * weights[1] * weights[2]
     if op.op == "FULLY_CONNECTED":  # [units, inputs]
-        return out_elements * weights[-1]
-    if op.op == "TRANSPOSE_CONV":  # [out channels, kh, kw, in channels], each input spreads a window
-        inputs = info.tensors[op.inputs[2]].shape
-        count = 1
-        for d in inputs:
-            count *= d
-        return count * weights[0] * weights[1] * weights[2]
-    per_output = 1  # CONV_2D [out, kh, kw, in], CONV_3D [kd, kh, kw, in, out]: all but the out channels
-    for d in weights[1:] if op.op == "CONV_2D" else weights[:-1]:
-        per_output *= d
-    return out_elements * per_output
+        return prod(out) * weights[-1]
+    if op.op == "TRANSPOSE_CONV":  # [out channels, kh, kw, in channels]: each input spreads a window
+        return prod(info.tensors[op.inputs[2]].shape) * prod(weights[:3])
+    # CONV_2D [out, kh, kw, in], CONV_3D [kd, kh, kw, in, out]: every weight but the output channels'
+    return prod(out) * prod(weights[1:] if op.op == "CONV_2D" else weights[:-1])

@@ -9,6 +9,7 @@ import typer
 
 from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
+from edgeslim.cli.firmware_options import Kernels
 from edgeslim.export.boards import board_names
 from edgeslim.export.options import DEFAULTS, ExportOptions
 
@@ -80,13 +81,7 @@ def export_command(
     firmware_samples: Annotated[
         int, typer.Option(help="mcu with --firmware: test samples run on the emulated board.")
     ] = DEFAULTS.firmware_samples,
-    kernels: Annotated[
-        str,
-        typer.Option(
-            help="mcu with --firmware: TFLite Micro's kernels, cmsis_nn (what products ship on Arm) or "
-            "reference (for comparison)."
-        ),
-    ] = DEFAULTS.kernels,
+    kernels: Kernels = DEFAULTS.kernels,
     json_output: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
 ) -> None:
     """Export MODEL for a deployment target and verify every file in its own runtime."""

@@ -15,9 +15,10 @@ import typer
 
 from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, ImageSize
+from edgeslim.cli.firmware_options import Kernels
 from edgeslim.errors import EdgeslimError
 from edgeslim.export.firmware.machines import MACHINES
-from edgeslim.tflm_kernels import DEFAULT_KERNELS, KERNELS
+from edgeslim.tflm_kernels import DEFAULT_KERNELS, KERNELS, check_kernels
 
 DEFAULT_LIMIT = 32  # samples from a dataset: enough for the median and the task's verdict, in seconds
 
@@ -44,10 +45,7 @@ def firmware_command(
     out: Annotated[
         Path | None, typer.Option(help="Write firmware.json and outputs.npy (raw outputs) into this folder.")
     ] = None,
-    kernels: Annotated[
-        str,
-        typer.Option(help="TFLite Micro's kernels: cmsis_nn (what products ship on Arm) or reference."),
-    ] = DEFAULT_KERNELS,
+    kernels: Kernels = DEFAULT_KERNELS,
     json_output: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Build MODEL into firmware for an emulated Cortex-M and run it: flash, RAM, the smallest arena,
@@ -59,8 +57,7 @@ def firmware_command(
     if dataset is not None and inputs is not None:
         raise EdgeslimError("--dataset and --inputs both name samples", "give one of them")
     machine = resolve_machine(board)
-    if kernels not in KERNELS:
-        raise EdgeslimError(f"--kernels {kernels}: unknown kernel set", f"choose one of {', '.join(KERNELS)}")
+    check_kernels(kernels, "--kernels")
     if out is not None:
         hold_folder(out, "firmware", inputs=[model, data_dir, inputs])
     runtime = load(model)  # checks the file (a damaged one is refused here, never crashes the run)
@@ -146,17 +143,12 @@ def _profile_lines(profile: dict[str, Any]) -> list[str]:
     """Where the time goes: the layers that take the most instructions."""
     if not profile.get("complete"):
         return [f"  per-operator profile: not taken ({profile['why']})"] if profile.get("why") else []
-    total = profile["instructions"] or 1
     lines = [f"  where the time goes (the operators {profile['ops_share']:.1%} of one inference):"]
     for layer in sorted(profile["layers"], key=lambda r: -r["instructions"])[:5]:
-        per = (
-            f", {layer['instructions'] / layer['multiplications']:.1f} per multiplication"
-            if layer["multiplications"]
-            else ""
-        )
+        per = layer["instructions_per_multiplication"]
         lines.append(
             f"    {esc(layer['layer'])} ({', '.join(layer['ops'])}): {layer['instructions']:,} "
-            f"({layer['instructions'] / total:.0%}){per}"
+            f"({layer['share']:.0%})" + (f", {per:.1f} per multiplication" if per else "")
         )
     return lines
 

@@ -9,6 +9,7 @@ import typer
 
 from edgeslim.cli.app import app, console, esc, hold_folder, print_json
 from edgeslim.cli.data_options import AnomalyClass, ColorMode, DataDir, DatasetName, ImageSize
+from edgeslim.cli.firmware_options import Kernels
 from edgeslim.fit.budget import Budget
 from edgeslim.fit.options import DEFAULTS
 
@@ -71,12 +72,7 @@ def fit(
     firmware: Annotated[
         bool, typer.Option(help="mcu: measure finalists as firmware on an emulated board.")
     ] = DEFAULTS.firmware,
-    kernels: Annotated[
-        str,
-        typer.Option(
-            help="mcu with --firmware: TFLite Micro's kernels, cmsis_nn (what products ship) or reference."
-        ),
-    ] = DEFAULTS.kernels,
+    kernels: Kernels = DEFAULTS.kernels,
     seed: Annotated[int, typer.Option(help="Random seed (the same seed, the same plans).")] = DEFAULTS.seed,
     unsafe_load: Annotated[
         bool, typer.Option(help="Allow a .keras model that carries code (Lambda).")

@@ -45,9 +45,9 @@ def measure(data: bytes, context: ExportContext) -> FirmwareResult:
 
 def run_shipped(data: bytes, package_dir: Path, context: ExportContext, arena_host: int) -> dict[str, Any]:
     """The C package as written, on the test samples; outputs checked against the Python interpreter."""
-    samples = context.options.firmware_samples
-    x, y = context.dataset.x_test[:samples], np.asarray(context.dataset.y_test[:samples])
     options = context.options
+    samples = options.firmware_samples
+    x, y = context.dataset.x_test[:samples], np.asarray(context.dataset.y_test[:samples])
     board = options.board or DEFAULT_BOARD
     result = run_firmware(data, board, x, package_dir=package_dir, kernels=options.kernels)
     info = read_tflite(data, "mcu export")
@@ -57,6 +57,6 @@ def run_shipped(data: bytes, package_dir: Path, context: ExportContext, arena_ho
     anomaly = context.dataset.anomaly
     anomaly = None if anomaly is None else np.asarray(anomaly)[:samples]
     task = context.dataset.task
-    agreement = task_check(info, result.outputs, reference, y, task, anomaly, context.options.agreement_floor)
+    agreement = task_check(info, result.outputs, reference, y, task, anomaly, options.agreement_floor)
     metrics = agreement.pop("metrics")
     return {**result.to_dict(), **metrics, "task": task, "interpreter_agreement": agreement}

@@ -113,11 +113,9 @@ def _verdict(agreement: dict[str, Any]) -> str:
 def _profile_table(profile: dict[str, Any]) -> str:
     if not profile.get("complete"):
         return ""
-    total = profile["instructions"] or 1
     rows = "\n".join(
-        f"| {r['layer']} | {', '.join(r['ops'])} | {r['instructions']:,} | {r['instructions'] / total:.1%} | "
-        f"{r['multiplications']:,} | "
-        + (f"{r['instructions'] / r['multiplications']:.1f} |" if r["multiplications"] else "|")
+        f"| {r['layer']} | {', '.join(r['ops'])} | {r['instructions']:,} | {r['share']:.1%} | "
+        f"{r['multiplications']:,} | {r['instructions_per_multiplication'] or ''} |"
         for r in profile["layers"]
     )
     return f"""Where the time goes in one inference (each operator timed on the board; the operators are

@@ -159,6 +159,7 @@ def _run(
     model_path = save_keras_model(model, folder / "model.keras", recipe=recipe)
     result.model_path = str(model_path)
     validation = replace(data, x_test=data.x_val, y_test=data.y_val)  # selection never sees the test split
+    firmware = settings.firmware and settings.target == "mcu"
     [artifact] = export_model(
         model,
         validation,
@@ -169,8 +170,8 @@ def _run(
         source_path=model_path,
         strict=False,
         calib_samples=settings.calib_samples if recipe is None else None,
-        firmware=settings.firmware and settings.target == "mcu",
-        kernels=settings.kernels if settings.firmware and settings.target == "mcu" else DEFAULTS.kernels,
+        firmware=firmware,
+        kernels=settings.kernels if firmware else DEFAULTS.kernels,
     )
     measure_artifact(artifact, validation, result, settings.board)  # board counts: mcu sidecars only
 

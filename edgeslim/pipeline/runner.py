@@ -321,7 +321,7 @@ def _export_step(
     ctx: Context, target: str, model: Lazy, model_path: Path, input_key: str, recipe: Any
 ) -> None:
     from edgeslim.export import export_model
-    from edgeslim.export.options import CONFIG_FIELDS, ExportOptions
+    from edgeslim.export.options import CONFIG_FIELDS, DEFAULTS, ExportOptions
 
     name = f"exports/{target}"
     step_dir = ctx.run_dir / "exports" / target
@@ -330,10 +330,10 @@ def _export_step(
     options = ExportOptions(
         formats=_formats(export.get("formats", {}).get(target)),
         strict=False,  # a failed artifact is a result the report shows, not a crash
-        **{k: export[k] for k in CONFIG_FIELDS if k != "kernels"},
-    ).updated(firmware=firmware)
-    if firmware:  # the kernels choose the firmware's build: the other targets' exports have none
-        options = options.updated(kernels=export["kernels"])
+        **{k: export[k] for k in CONFIG_FIELDS},
+    ).updated(  # the kernels choose the firmware's build: the other targets' exports have none
+        firmware=firmware, kernels=export["kernels"] if firmware else DEFAULTS.kernels
+    )
     section = {
         "target": target,
         **options.to_dict(),

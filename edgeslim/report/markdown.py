@@ -69,32 +69,39 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
 PROFILE_HEADERS = ["layer", "operators", "instructions", "share", "multiplications", "instructions / mult."]
 
 
-def firmware_profiles(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(title, profile) for each artifact whose firmware timed its operators."""
+def profiled(report: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(artifact, its firmware figures) for each artifact whose firmware timed its operators."""
     found = []
     for a in report.get("artifacts", []):
         fw = (a.get("mcu") or {}).get("firmware") or {}
-        profile = fw.get("profile") or {}
-        if profile.get("complete"):
-            kernels, share = kernel_name(fw.get("kernels")), acc(profile["ops_share"])
-            title = (
-                f"Where the time goes: {a['name']} on {fw.get('machine')} ({kernels}), "
-                f"{num(profile['instructions'])} instructions, the operators {share} of them"
-            )
-            found.append((title, profile))
+        if (fw.get("profile") or {}).get("complete"):
+            found.append((a, fw))
+    return found
+
+
+def firmware_profiles(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(title, profile) for each artifact whose firmware timed its operators."""
+    found = []
+    for a, fw in profiled(report):
+        profile = fw["profile"]
+        kernels, share = kernel_name(fw.get("kernels")), acc(profile["ops_share"])
+        title = (
+            f"Where the time goes: {a['name']} on {fw.get('machine')} ({kernels}), "
+            f"{num(profile['instructions'])} instructions, the operators {share} of them"
+        )
+        found.append((title, profile))
     return found
 
 
 def profile_rows(profile: dict[str, Any]) -> list[list[str]]:
-    total = profile["instructions"] or 1
     return [
         [
             r["layer"],
             ", ".join(r["ops"]),
             num(r["instructions"]),
-            acc(r["instructions"] / total),
+            acc(r["share"]),
             num(r["multiplications"]) if r["multiplications"] else "",
-            f"{r['instructions'] / r['multiplications']:.1f}" if r["multiplications"] else "",
+            f"{r['instructions_per_multiplication']:.1f}" if r["instructions_per_multiplication"] else "",
         ]
         for r in profile["layers"]
     ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from edgeslim.atomic import atomic_path
 from edgeslim.report.columns import LOWER_IS_BETTER, headline, task_of
+from edgeslim.report.markdown import profiled
 from edgeslim.report.model import pareto_front
 
 
@@ -26,12 +27,9 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     }
     if len(report["stages"]) > 1:
         plots["layer_macs"] = _layer_macs(report, out_dir / "layer_macs.png")
-    profiled = [
-        (a, fw) for a in report.get("artifacts", []) for fw in [(a.get("mcu") or {}).get("firmware") or {}]
-        if (fw.get("profile") or {}).get("complete")
-    ]  # fmt: skip
-    if profiled:
-        plots["firmware_profile"] = _firmware_profile(*profiled[0], out_dir / "firmware_profile.png")
+    firmware = profiled(report)
+    if firmware:
+        plots["firmware_profile"] = _firmware_profile(*firmware[0], out_dir / "firmware_profile.png")
     return plots
 
 

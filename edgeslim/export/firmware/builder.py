@@ -26,6 +26,9 @@ HARNESS_OBJECTS = frozenset({"main.o", "startup.o", "arena.o"})
 COMPILE_TIMEOUT_S = 900
 # The linker's words when the program outgrows the board's memory (board.ld).
 TOO_BIG = ("overflowed by", "will not fit in region", "leaves no room for the stack")
+TOO_BIG_HINT = (
+    "shrink the model (edgeslim compress, or edgeslim fit with --board), or choose a board with more memory"
+)
 OVERFLOW = re.compile(r"region `?(\w+)'? overflowed by (\d+) bytes")
 
 
@@ -154,12 +157,6 @@ class FirmwareBuilder:
             over = [f"RAM: data + bss leave less than the {m.stack_bytes:,} B the stack needs"]
         return f"the firmware does not fit {m.board_name}: over " + ("; ".join(over) or "its memory")
 
-    def too_big_hint(self) -> str:
-        return (
-            "shrink the model (edgeslim compress, or edgeslim fit with --board), or choose a board with more "
-            "memory"
-        )
-
     def largest_arena(self, objects: list[Path], package_dir: Path, cap: int) -> int:
         """The largest arena this board's RAM holds beside the firmware's data, bss and stack (at most
         ``cap``): one link with a token arena shows what the rest takes."""
@@ -171,7 +168,7 @@ class FirmwareBuilder:
             raise EdgeslimError(
                 f"the firmware does not fit {self.machine.board_name}: its data and bss "
                 f"take {rest:,} B of {self.machine.ram_bytes:,} B of RAM before any tensor arena",
-                self.too_big_hint(),
+                TOO_BIG_HINT,
             )
         return min(cap, room)
 
@@ -185,7 +182,7 @@ class FirmwareBuilder:
         if done.returncode != 0:
             lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
             if any(words in line for line in lines for words in TOO_BIG):
-                raise EdgeslimError(self.too_big(lines), self.too_big_hint())
+                raise EdgeslimError(self.too_big(lines), TOO_BIG_HINT)
             raise FirmwareBuildError(f"{Path(cmd[0]).name} failed: {' | '.join(lines[-6:])[:1500]}")
         return done.stdout
 

@@ -1,17 +1,18 @@
 """TFLite Micro as a static library for one Cortex-M core, built once from the pinned sources and cached.
 
-One library per core and kernel set (``kernels.py``: CMSIS-NN by default, or the reference kernels).
+One library per core and kernel set (``edgeslim.tflm_kernels``: CMSIS-NN by default, or the reference
+kernels).
 The cache lives outside the repository: ``$EDGESLIM_CACHE/tflm/<key>/`` (default
 ``~/.cache/edgeslim/tflm/<key>/``). The key names the core and kernel set and hashes the archives'
 checksums, the make arguments, the cross compiler's version and ``RECIPE``, so any change builds a new
 library beside the old. A lock file keeps two processes from building the same key at once; the build
 happens in a temporary folder and is published by one rename, so a reader sees a whole library or none.
 
-Build steps (as verified in shared/vendor/tflm/README.md): unpack tflite-micro and its four
-dependencies (plus CMSIS-NN, CMSIS and Cortex_DFP for
-the CMSIS-NN kernels) into its ``downloads/`` folder, apply TFLite Micro's own patches to flatbuffers and
-kissfft, leave ``pigweed/`` empty and point ``gcc_embedded/bin`` at the system's cross compiler so
-the Makefile downloads nothing, then ``make ... microlite``. Only the library and the headers are kept.
+Build steps (as verified in shared/vendor/tflm/README.md): unpack tflite-micro and its four dependencies
+(plus CMSIS-NN, CMSIS and Cortex_DFP for the CMSIS-NN kernels) into its ``downloads/`` folder, apply
+TFLite Micro's own patches to flatbuffers and kissfft, leave ``pigweed/`` empty and point
+``gcc_embedded/bin`` at the system's cross compiler so the Makefile downloads nothing, then ``make ...
+microlite``. Only the library and the headers are kept.
 """
 
 from __future__ import annotations
@@ -151,8 +152,6 @@ def ensure_library(
     sources = find_sources()
     if sources is None:
         raise MissingTool(sources_reason(), "or run from a checkout with ../shared/vendor/tflm")
-    if kernels not in KERNELS:
-        raise EdgeslimError(f"unknown kernel set {kernels!r}", f"choose one of {', '.join(KERNELS)}")
     listed = _archives(sources)
     key = library_key(listed, cpu, kernels, toolchain)
     root = cache_root() / key

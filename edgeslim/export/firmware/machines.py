@@ -56,15 +56,6 @@ class Machine:
             stack_bytes=self.stack_bytes,
         )
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "machine": self.machine,
-            "cpu": self.cpu,
-            "flash_bytes": self.flash_bytes,
-            "ram_bytes": self.ram_bytes,
-            "stack_reserved_bytes": self.stack_bytes,
-        }
-
 
 def _load() -> dict[str, Machine]:
     text = (resources.files("edgeslim.export.firmware") / "machines.json").read_text(encoding="utf-8")

@@ -48,7 +48,7 @@ def op_profile(info: TFLiteModelInfo, report: RunReport, instructions_per_tick: 
         "ops_instructions": in_ops,
         "ops_share": round(in_ops / total, 4) if total else None,
         "ops": ops,
-        "layers": by_layer(ops),
+        "layers": by_layer(ops, total),
     }
 
 
@@ -59,8 +59,9 @@ def layer_of(tensor_name: str) -> str:
     return parts[1] if len(parts) >= 3 else first
 
 
-def by_layer(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The operators' instructions and multiplications summed per layer, in execution order."""
+def by_layer(ops: list[dict[str, Any]], total: int) -> list[dict[str, Any]]:
+    """The operators' instructions and multiplications summed per layer, in execution order, with the
+    layer's share of the whole inference (``total``) and its instructions per multiplication."""
     layers: dict[str, dict[str, Any]] = {}
     for o in ops:
         entry = layers.setdefault(
@@ -69,9 +70,8 @@ def by_layer(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry["ops"].append(o["op"])
         entry["instructions"] += o["instructions"]
         entry["multiplications"] += o["multiplications"]
+    for entry in layers.values():
+        entry["share"] = round(entry["instructions"] / total, 4) if total else None
+        macs = entry["multiplications"]
+        entry["instructions_per_multiplication"] = round(entry["instructions"] / macs, 2) if macs else None
     return list(layers.values())
-
-
-def top_ops(profile: dict[str, Any], n: int = 5) -> list[dict[str, Any]]:
-    """The ``n`` operators that take the most instructions, largest first."""
-    return sorted(profile.get("ops", []), key=lambda o: -o["instructions"])[:n]

@@ -12,7 +12,7 @@ import numpy as np
 class FirmwareResult:
     machine: str  # the QEMU board: "mps2-an386"
     cpu: str  # "cortex-m4"
-    kernels: str  # TFLite Micro's kernel set: "cmsis_nn" or "reference" (kernels.py)
+    kernels: str  # TFLite Micro's kernel set: "cmsis_nn" or "reference" (edgeslim.tflm_kernels)
     # `arm-none-eabi-size` of the linked ELF (Berkeley: text holds code, read-only data and the model).
     text_bytes: int
     data_bytes: int

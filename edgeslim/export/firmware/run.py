@@ -46,7 +46,7 @@ from edgeslim.export.firmware.toolchain import (
     sources_reason,
 )
 from edgeslim.runtime.tflite_file import TFLiteModelInfo, read_tflite
-from edgeslim.tflm_kernels import DEFAULT_KERNELS, KERNELS
+from edgeslim.tflm_kernels import DEFAULT_KERNELS, check_kernels
 
 MEASURE_ARENA_BYTES = 3 * 1024 * 1024  # at most: of the MPS2 boards' 4 MB of RAM
 DEFAULT_TIMEOUT_S = 1800.0
@@ -89,8 +89,7 @@ def run_firmware(
     Raises EdgeslimError when the tools are missing or the model cannot run there.
     """
     machine = resolve_machine(board)
-    if kernels not in KERNELS:
-        raise EdgeslimError(f"unknown kernel set {kernels!r}", f"choose one of {', '.join(KERNELS)}")
+    check_kernels(kernels)
     ok, reason = firmware_available(machine.name)
     if not ok:
         raise MissingTool(f"cannot build the firmware for {machine.name}: {reason}", APT_HINT)
