@@ -331,7 +331,16 @@ def test_the_resolver_method_names_are_the_real_headers(fw_artifact):
 
 
 # The boards CI prebuilds a library for (.ci/run); a developer's machine builds the others on first use.
-BOARDS = ["microbit", "stm32vldiscovery", "netduinoplus2", "cortex-m3", "cortex-m7"]
+BOARDS = [
+    "microbit",
+    "stm32vldiscovery",
+    "netduinoplus2",
+    "cortex-m0",
+    "cortex-m3",
+    "cortex-m7",
+    "cortex-m33",
+    "cortex-m55",
+]
 
 
 @pytest.fixture(scope="module")
@@ -408,7 +417,8 @@ def test_board_profiles_name_their_emulated_machine():
     from edgeslim.export.boards import BOARDS as PROFILES
     from edgeslim.export.firmware import MACHINES, resolve_machine
 
-    for name in ("microbit", "stm32f100", "stm32f405", "mps2-an385", "mps2-an386", "mps2-an500"):
+    for name in ("microbit", "stm32f100", "stm32f405", "mps2-an385", "mps2-an386", "mps2-an500", "mps2-an505",
+                 "mps3-an547"):  # fmt: skip
         profile = PROFILES[name]
         machine = resolve_machine(name)
         assert profile.emulator in MACHINES and machine is MACHINES[profile.emulator]
@@ -418,6 +428,9 @@ def test_board_profiles_name_their_emulated_machine():
     assert resolve_machine("nrf52840").machine == "mps2-an386"  # no emulator named: its core's MPS2 board
     script = resolve_machine("stm32vldiscovery").linker_script()
     assert "ORIGIN = 0x08000000, LENGTH = 131072" in script and "LENGTH = 8192" in script
+    # The Armv8-M boards start in the Secure state, at their vector table's Secure alias.
+    assert "ORIGIN = 0x10000000" in resolve_machine("mps2-an505").linker_script()
+    assert resolve_machine("mps3-an547").has_helium and not resolve_machine("cortex-m33").has_helium
 
 
 @needs_firmware
@@ -446,3 +459,29 @@ def test_the_operator_profile_adds_up_to_the_inference(fw_artifact):
     line = firmware_line({"best": {"mcu": fw_artifact.sidecar["mcu"]}})
     assert line.startswith("Firmware (CMSIS-NN, cortex-m4 on QEMU's mps2-an386)")
     assert f"{fw['instructions_per_inference']:,} instructions" in line
+
+
+# The calibration model's prior alone against the digits CNN's measured CMSIS-NN instructions: +5.2 %
+# here (Cortex-M4); in proportion to the calibration model's multiplications instead, +388 %.
+PRIOR_BOUND = 0.15
+
+
+@needs_firmware
+def test_the_instruction_model_prices_a_model_it_never_saw(fw_artifact):
+    """fit's prior (a calibration model's operators, measured once per core and kernel set) predicts
+    the instructions of a model it never saw, operator by operator, where a rate per multiplication
+    does not."""
+    from edgeslim.fit.calibration import calibration_profile
+    from edgeslim.fit.instructions import InstructionModel, OpCost
+
+    prior = calibration_profile("cortex-m4", "cmsis_nn")
+    model = InstructionModel()
+    assert model.observe_profile(prior)
+    profile = fw_artifact.sidecar["mcu"]["firmware"]["profile"]
+    ops = [OpCost.from_profile(o) for o in profile["ops"]]
+    measured = profile["instructions"]
+    predicted = model.predict(ops)
+    per_mac = prior["instructions"] / sum(o["multiplications"] for o in prior["ops"])
+    proportional = per_mac * sum(op.macs for op in ops)
+    assert abs(predicted / measured - 1) <= PRIOR_BOUND, (predicted, measured)
+    assert abs(proportional / measured - 1) > 2 * PRIOR_BOUND, (proportional, measured)

@@ -421,3 +421,30 @@ def test_a_reconstruction_model_is_refused_with_one_line(tmp_path, capsys):
     code = main(["fit", str(path), "--max-flash", "8KB", "--out", str(tmp_path / "fit")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("error:") == 1 and "reconstruction model" in err and "Traceback" not in err
+
+
+def test_a_firmware_fit_prices_instructions_on_the_boards_core(fit_run, digits_model_path, tmp_path):
+    """`--board microbit --firmware --max-instructions`: the trials run on the Cortex-M0's library (on
+    memory where a plan over budget still runs), the instructions are priced operator by operator from
+    a calibration model measured once per core, each trial's profile refines the price, and the winner
+    runs on the micro:bit itself."""
+    from edgeslim.export.firmware import firmware_available
+
+    ok, why = firmware_available("microbit")
+    if not ok:
+        pytest.skip(f"no firmware toolchain: {why}")
+    out = tmp_path / "m0"
+    extra = ["--target", "mcu", "--board", "microbit", "--firmware", "--max-instructions", "400000"]
+    code, fit = run_fit(digits_model_path, out, "--max-trials", "1", *extra)
+    assert fit["settings"]["board"] == "microbit" and fit["settings"]["firmware"]
+    assert list((Path(os.environ["EDGESLIM_FIT_CACHE"]) / "instructions").glob("cortex-m0-cmsis_nn-*.json"))
+    [trial] = [t for t in fit["trials"] if not t.get("failed")]
+    sidecar = json.loads((out / trial["artifact"]).with_name("model_int8.tflite.json").read_text())
+    assert sidecar["mcu"]["firmware"]["cpu"] == "cortex-m0"  # the board's core, not the default M4
+    assert trial["profile"]["complete"] and trial["measured"]["max_instructions"] > 0
+    # priced before the trial from the calibration model and the input model's profile
+    assert abs(trial["evaluation"]["prediction_error"]["max_instructions"]) < 0.3
+    best = fit["best"]
+    assert best["mcu"]["firmware"]["machine"] == "microbit"
+    if code == 0:
+        assert best["final_measured"]["max_instructions"] <= 400_000

@@ -6,6 +6,8 @@ the converter does with a BatchNorm, and the per-trial prediction error."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import keras
 import numpy as np
 import pytest
@@ -96,9 +98,13 @@ def make_plan(units: list, sparsity: float | None, factors: dict, per_channel: b
     return Plan.make(units, picks, per_channel=per_channel)
 
 
-def measure(model: keras.Model, digits, plan: Plan, out_dir) -> dict:
+def measure(model: keras.Model, digits, plan: Plan, out_dir) -> tuple[dict, list]:
+    """The export's measurements, and its operators as the instruction model sees them."""
     from edgeslim.export import export_model
+    from edgeslim.export.firmware.profile import op_shape
+    from edgeslim.fit.instructions import OpCost
     from edgeslim.fit.trial import MEASURING_BOARD, apply_plan, sidecar_measurements
+    from edgeslim.runtime.tflite_file import read_tflite
 
     built = apply_plan(model, digits, plan, compensate="none")[0] if plan.choices else model
     [artifact] = export_model(
@@ -113,12 +119,15 @@ def measure(model: keras.Model, digits, plan: Plan, out_dir) -> dict:
         per_channel=plan.per_channel,
         strict=False,
     )
-    return sidecar_measurements(artifact.sidecar, 0)
+    info = read_tflite(artifact.path.read_bytes())
+    ops = [OpCost.from_profile(op_shape(info, op)) for op in info.ops]
+    return sidecar_measurements(artifact.sidecar, 0), ops
 
 
 @pytest.fixture(scope="module")
 def measured(digits, tmp_path_factory):
-    """Per zoo model and plan: (raw prediction, calibrated prediction, measurement)."""
+    """Per zoo model and plan: (raw prediction, calibrated prediction, measurement, priced operators,
+    exported operators)."""
     from edgeslim.train.zoo import build_model
 
     rows = []
@@ -126,12 +135,15 @@ def measured(digits, tmp_path_factory):
         model = as_trained(build_model(name, digits.input_shape, 10), digits.x_train[:64])
         units, cost = cost_model(model)
         base = Plan.make(units, [0] * len(units))
-        cost.observe(base, measure(model, digits, base, tmp_path_factory.mktemp(name)))  # as the search does
+        real, ops = measure(model, digits, base, tmp_path_factory.mktemp(name))
+        cost.observe(base, real)  # as the search does
+        rows.append((f"{name}, as it is", None, None, real, cost.op_costs(base), ops))
         for label, sparsity, factors, per_channel in plans:
             plan = make_plan(units, sparsity, factors, per_channel)
             assert plan.choices or not per_channel
-            real = measure(model, digits, plan, tmp_path_factory.mktemp(name))
-            rows.append((f"{name}, {label}", cost.raw(plan), cost.predict(plan), real))
+            real, ops = measure(model, digits, plan, tmp_path_factory.mktemp(name))
+            priced = cost.op_costs(plan)
+            rows.append((f"{name}, {label}", cost.raw(plan), cost.predict(plan), real, priced, ops))
     return rows
 
 
@@ -139,23 +151,42 @@ def table(rows: list, which: int) -> str:
     """Each case's errors, raw (``which`` 1) or calibrated (2), for a failure message."""
     lines = []
     for row in rows:
+        if row[which] is None:
+            continue
         error = prediction_error(row[which], row[3])
         lines.append(f"{row[0]}: bytes {error['max_flash']:+.1%}, arena {error['max_arena']:+.1%}")
     return "\n".join(lines)
 
 
 def test_the_calibrated_prediction_holds_on_the_zoo(measured):
-    for case, _, predicted, real in measured:
+    for case, _, predicted, real, _, _ in measured:
+        if predicted is None:
+            continue
         error = prediction_error(predicted, real)
         assert abs(error["max_flash"]) <= CALIBRATED_BYTES, f"{case}: bytes\n{table(measured, 2)}"
         assert abs(error["max_arena"]) <= CALIBRATED_ARENA, f"{case}: arena\n{table(measured, 2)}"
 
 
 def test_the_raw_prediction_is_close_before_any_calibration(measured):
-    for case, raw, _, real in measured:
+    for case, raw, _, real, _, _ in measured:
+        if raw is None:
+            continue
         error = prediction_error(raw, real)
         assert abs(error["max_flash"]) <= RAW_BYTES, f"{case}: bytes\n{table(measured, 1)}"
         assert abs(error["max_arena"]) <= RAW_ARENA, f"{case}: arena\n{table(measured, 1)}"
+
+
+def test_the_priced_operators_are_the_exported_ones(measured):
+    """What the instruction model prices is exactly what the int8 file runs: each operator's kind,
+    multiplications, channels and elements, for every plan (pruned, factorized, separated, tanh ops,
+    folded BatchNorms, depthwise layers)."""
+
+    def key(op):
+        return (op.kind, round(op.macs), round(op.channels), round(op.outputs), round(op.in_channels),
+                round(op.inputs))  # fmt: skip
+
+    for case, _, _, _, priced, exported in measured:
+        assert Counter(map(key, priced)) == Counter(map(key, exported)), case
 
 
 # -- the mechanisms, without exporting ---------------------------------------------------------------

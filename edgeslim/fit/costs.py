@@ -20,7 +20,10 @@ form (``Separation``). From those:
   live bytes, plus per tensor and per output channel bookkeeping (the int32 multiplier and shift of
   each requantized channel); while preparing a per-channel layer it also holds, for a moment, the
   int32 zero points of its weight and bias tensors, which on a wide Dense outgrow the activations;
-- host latency and firmware instructions, in proportion to the multiplications.
+- firmware instructions, per operator with the instruction model (instructions.py) learned from
+  firmware profiles (a calibration model of the core's kernels, the input model, every trial): each
+  layer's operators priced by their multiplications, patch and output sizes (``op_costs``); without a
+  profile, and for the host's latency, in proportion to the multiplications.
 The final figures always come from the real artifact: each measurement (the input model's, then every
 trial's) calibrates the model, an additive overhead for bytes and arena, a ratio for time
 (``prediction_error`` says how far a prediction was from the artifact).
@@ -34,6 +37,7 @@ from statistics import median
 from typing import Any
 
 from edgeslim.export.mcu_scheme import ARENA_BYTES_PER_CHANNEL, FILE_BYTES_PER_CHANNEL
+from edgeslim.fit.instructions import InstructionModel, OpCost
 from edgeslim.fit.space import NONE, Plan, Unit
 from edgeslim.layers import Call
 from edgeslim.runtime.tflm import ARENA_MARGIN
@@ -62,6 +66,34 @@ FUSES_RELU = (
     "Multiply",
 )
 FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
+# The TFLite operator a Keras layer becomes, for the instruction model (a kind not named here is priced
+# by the measured instructions per multiplication or per output element).
+OPERATORS = {
+    "Dense": "FULLY_CONNECTED",
+    "Conv1D": "CONV_2D",
+    "Conv2D": "CONV_2D",
+    "DepthwiseConv1D": "DEPTHWISE_CONV_2D",
+    "DepthwiseConv2D": "DEPTHWISE_CONV_2D",
+    "Conv2DTranspose": "TRANSPOSE_CONV",
+    "MaxPooling1D": "MAX_POOL_2D",
+    "MaxPooling2D": "MAX_POOL_2D",
+    "AveragePooling1D": "AVERAGE_POOL_2D",
+    "AveragePooling2D": "AVERAGE_POOL_2D",
+    "GlobalAveragePooling1D": "MEAN",
+    "GlobalAveragePooling2D": "MEAN",
+    "GlobalMaxPooling1D": "REDUCE_MAX",
+    "GlobalMaxPooling2D": "REDUCE_MAX",
+    "Add": "ADD",
+    "Subtract": "SUB",
+    "Multiply": "MUL",
+    "Concatenate": "CONCATENATION",
+    "Flatten": "RESHAPE",
+    "Reshape": "RESHAPE",
+    "Softmax": "SOFTMAX",
+    "ZeroPadding2D": "PAD",
+}
+WEIGHTED = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
+ACTIVATION_OPERATORS = {"softmax": "SOFTMAX", "sigmoid": "LOGISTIC", "tanh": "TANH", "relu": "RELU"}
 CONSTRAINTS = (
     "max_flash",
     "max_arena",
@@ -125,10 +157,19 @@ class _Op:
 
 
 class CostModel:
-    def __init__(self, graph: Any, analysis: Any, units: list[Unit], unquantized: str = "float32") -> None:
+    def __init__(
+        self,
+        graph: Any,
+        analysis: Any,
+        units: list[Unit],
+        unquantized: str = "float32",
+        instructions: InstructionModel | None = None,
+    ) -> None:
         """``unquantized``: the mode the target exports a plan without int8 quantization in (its export
-        default: float16 for a GPU, int8 post-training for a CPU), which prices its weights."""
+        default: float16 for a GPU, int8 post-training for a CPU), which prices its weights.
+        ``instructions``: the firmware's instruction model (None without firmware measurements)."""
         self.graph, self.analysis, self.units = graph, analysis, units
+        self.instructions = instructions
         self.unquantized = unquantized
         unit_of = {p: u.name for u in units if u.kind == "prune" for p in u.members}
         self.channels = {name: len(ids) for name, ids in analysis.producers.items()}
@@ -208,7 +249,7 @@ class CostModel:
             params += layer_params
             option = plan.option("factor", name)
             if option != NONE:
-                dp, dm, mid, first = self._factor(node, calls[0], option, fi, fo)
+                dp, dm, mid, first, _ = self._factor(node, calls[0], option, fi, fo)
                 params += dp
                 layer_macs += dm * len(calls)
                 layer_params += dp
@@ -290,11 +331,62 @@ class CostModel:
             ops.append(_Op(0.0, 0, False, False))
         return ops, steps
 
+    def op_costs(self, plan: Plan) -> list[OpCost]:
+        """The TFLite operators the plan's model runs, as the instruction model prices them."""
+        keep = self.keep(plan)
+        out: list[OpCost] = []
+        for name, node in self.graph.nodes.items():
+            if name in self.aliases:
+                continue
+            fi = self._fraction(self.in_owners[name], keep)
+            fo = self._fraction(self.out_owners[name], keep)
+            for call in node.call_shapes():
+                out += self._call_costs(node, call, fi, fo, plan.option("factor", name))
+        return out
+
+    def _call_costs(self, node: Any, call: Call, fi: float, fo: float, option: Any) -> list[OpCost]:
+        kind, handler = type(node.layer).__name__, node.handler
+        cin, cout = _last(call.in_shape) * fi, _last(call.out_shape) * fo
+        inputs, outputs = _elements_of(call.in_shape) * fi, _elements_of(call.out_shape) * fo
+        if kind in ("Activation", "ReLU"):
+            operator = ACTIVATION_OPERATORS.get(handler.activation_name(), "ACTIVATION")
+            return [OpCost(operator, 0.0, cout, outputs, cin, inputs)]
+        if kind == "BatchNormalization":  # not folded: a MUL, then an ADD
+            scale = OpCost("MUL", 0.0, cout, outputs, cin, inputs)
+            return [scale, OpCost("ADD", 0.0, cout, outputs, cout, outputs)]
+        operator = OPERATORS.get(kind, kind.upper())
+        macs = handler.resized(call, fi, fo)[1]
+        if operator in OPERATORS.values() and operator not in WEIGHTED:
+            macs = 0.0  # a pooling's division is not a multiply-accumulate to the runtime's count
+        ops: list[OpCost] = []
+        first = None
+        if option != NONE:
+            _, _, mid, _, (first, second, rank) = self._factor(node, call, option, fi, fo)
+        if first:  # a factorized layer: the first factor into the intermediate tensor, then the second
+            separable = option.technique == "separable"
+            ops.append(OpCost("DEPTHWISE_CONV_2D" if separable else operator, first, rank, mid, cin, inputs))
+            ops.append(OpCost("CONV_2D" if separable else operator, second, cout, outputs, rank, mid))
+        elif kind.startswith("SeparableConv"):  # its depthwise half, then the pointwise one
+            half = cin * handler.depth_multiplier()
+            taps = math.prod(int(d) for d in handler.kernels()[0].shape[:-2])
+            positions = outputs / cout if cout else 0.0
+            dw = positions * half * taps
+            ops.append(OpCost("DEPTHWISE_CONV_2D", dw, half, positions * half, cin, inputs))
+            ops.append(OpCost("CONV_2D", macs - dw, cout, outputs, half, positions * half))
+        else:
+            ops.append(OpCost(operator, macs, cout, outputs, cin, inputs))
+        activation = handler.activation_name() if handler.kernels() else "linear"
+        if activation not in FUSED_ACTIVATIONS:  # an op of its own after the layer's
+            operator = ACTIVATION_OPERATORS.get(activation, activation.upper())
+            ops.append(OpCost(operator, 0.0, cout, outputs, cout, outputs))
+        return ops
+
     def _factor(
         self, node: Any, call: Call, option: Any, fi: float, fo: float
-    ) -> tuple[float, float, float, _Op | None]:
+    ) -> tuple[float, float, float, _Op | None, tuple[float, float, float]]:
         """(parameter change, multiplication change, intermediate tensor elements, the first factor's
-        op) of factorizing a layer."""
+        op, and the split: the first factor's multiplications, the second's, the rank between) of
+        factorizing a layer."""
         out_positions = math.prod(int(d) for d in call.out_shape[1:-1] if d is not None)
         kernels = node.handler.kernels()
         conv = bool(kernels) and len(kernels[0].shape) > 2  # its factors are convolutions too
@@ -306,20 +398,23 @@ class CostModel:
             d_params = sep.params(r, fi, fo) - before
             d_macs = sep.macs(r, fi, fo) - sep.macs_before * fi * fo
             d_in = (node.handler.in_channels() or 0) * fi
-            return d_params, d_macs, out_positions * d_in * r, _Op(d_in * r, 2, True, True)
+            split = (r * sep.dw_macs * fi, r * sep.pw_macs * fi * fo, d_in * r)
+            return d_params, d_macs, out_positions * d_in * r, _Op(d_in * r, 2, True, True), split
         options = self._cached(("factorizations", node.name), lambda: node.handler.factorizations(call))
         options = [o.resized(fi, fo) for o in options if o.auto]  # the stage runs with method "auto"
         rank = max(1, round(option.level * options[0].full_rank))
         valid = [o for o in options if o.saves(min(rank, o.full_rank))]
         if not valid:  # the stage skips a split that would not save anything
-            return 0.0, 0.0, 0.0, None
+            return 0.0, 0.0, 0.0, None, (0.0, 0.0, 0.0)
         best = min(valid, key=lambda o: o.macs(min(rank, o.full_rank)) - o.macs_before)  # as the stage picks
         r = min(rank, best.full_rank)
         mid_positions = out_positions
         if best.scheme == "spatial":  # the K_h x 1 conv keeps the input's width
             mid_positions = int(call.out_shape[1]) * int(call.in_shape[2])
         first = _Op(float(r), 1 + conv, True, conv)  # no bias of its own; a conv gets a zero one
-        return best.params(r) - best.params_before, best.macs(r) - best.macs_before, mid_positions * r, first
+        split = (r * best.macs_in, r * best.macs_out, float(r))
+        d_params, d_macs = best.params(r) - best.params_before, best.macs(r) - best.macs_before
+        return d_params, d_macs, mid_positions * r, first, split
 
     def _arena(self, scale: dict[str, float], steps: dict[str, list[float]], bytes_per: float) -> float:
         """Peak of live buffer bytes over the graph in execution order.
@@ -390,14 +485,21 @@ class CostModel:
         if self.base_latency is not None and self.base_macs:
             ratio = median(self.ratios["max_latency_ms"]) if self.ratios["max_latency_ms"] else 1.0
             out["max_latency_ms"] = self.base_latency * (raw["macs"] / self.base_macs) * ratio
-        if self.instructions_per_mac is not None:
+        if self.instructions is not None and self.instructions.ready:
+            out["max_instructions"] = self.instructions.predict(self.op_costs(plan))
+        elif self.instructions_per_mac is not None:
             ratio = median(self.ratios["max_instructions"]) if self.ratios["max_instructions"] else 1.0
             out["max_instructions"] = self.instructions_per_mac * raw["macs"] * ratio
         out["max_macs"] = raw["macs"]
         return out
 
-    def observe(self, plan: Plan, measured: dict[str, float | None]) -> None:
-        """Calibrate with a real artifact's figures (bytes, arena, latency, instructions)."""
+    def observe(
+        self, plan: Plan, measured: dict[str, float | None], profile: dict[str, Any] | None = None
+    ) -> None:
+        """Calibrate with a real artifact's figures (bytes, arena, latency, instructions), and the
+        instruction model with its firmware's per-operator ``profile``."""
+        if self.instructions is not None:
+            self.instructions.observe_profile(profile)
         raw = self.raw(plan)
         self.compressed_observations += bool(plan.choices)
         arena, host = measured.get("max_arena"), measured.get("arena_host")

@@ -30,11 +30,12 @@ import numpy as np
 from edgeslim.fit import history, sensitivity
 from edgeslim.fit.budget import Budget, binding, over_budget
 from edgeslim.fit.costs import CostModel, prediction_error
+from edgeslim.fit.instructions import InstructionModel
 from edgeslim.fit.options import DEFAULTS
 from edgeslim.fit.select import select
 from edgeslim.fit.space import Plan, search_space
 from edgeslim.fit.stats import compare
-from edgeslim.fit.trial import TrialResult, TrialSettings, run_trial
+from edgeslim.fit.trial import MEASURING_BOARD, TrialResult, TrialSettings, run_trial
 
 MARGIN = 0.88  # the hedging plan of a round aims this far under the budget
 SLACK = 0.08  # a winner this far under its limits *and* its prediction may buy accuracy with the room
@@ -126,7 +127,8 @@ def run_search(
     from edgeslim.export.registry import TARGETS
 
     unquantized = TARGETS[budget.target].defaults.get("tflite", "float32")
-    cost = CostModel(graph, analysis, units, unquantized=unquantized)
+    instructions = _instruction_model(settings, notify)
+    cost = CostModel(graph, analysis, units, unquantized=unquantized, instructions=instructions)
     correct = _correct(model, data.x_val, data.y_val)
     shared_model, shared_data = executor.share(model_file), executor.share(data)
 
@@ -178,13 +180,25 @@ def run_search(
                 state.judge(trial, guess) | {"prediction_error": prediction_error(guess, trial.measured)}
             )
             if not trial.failed:
-                cost.observe(plan, trial.measured)
+                cost.observe(plan, trial.measured, trial.profile)
         state.rejudge()
         for trial, verdict in zip(results, state.evaluations[-len(results) :], strict=True):
             notify(_describe(trial, verdict))
         if not _adapt(state, results):
             break
     return state, {"sensitivity": table, "sensitivity_cached": cached, "baseline_trial": base}
+
+
+def _instruction_model(settings: TrialSettings, notify: Notify) -> InstructionModel | None:
+    """With firmware trials, the instruction model of the core they run on, its prior measured once
+    per core and kernel set (calibration.py)."""
+    if not (settings.firmware and settings.target == "mcu"):
+        return None
+    from edgeslim.fit.calibration import calibration_profile
+
+    model = InstructionModel()
+    model.observe_profile(calibration_profile(settings.board or MEASURING_BOARD, settings.kernels, notify))
+    return model
 
 
 def trial_settings(settings: TrialSettings, state: SearchState) -> TrialSettings:
@@ -199,7 +213,7 @@ def _reuse_history(state: SearchState, folder: Path, out_dir: Path, notify: Noti
     past = history.load(folder)
     reused = []
     for trial in past:
-        state.cost.observe(Plan.from_dict(trial.plan), trial.measured)
+        state.cost.observe(Plan.from_dict(trial.plan), trial.measured, trial.profile)
         if trial.epochs == state.epochs:
             copy = history.reuse(trial, len(state.trials), out_dir)
             copy.reused = True
@@ -248,7 +262,7 @@ def _baseline(
             raise EdgeslimError(
                 f"the input model cannot be exported for {state.budget.target}: {trial.failed}"
             )
-        state.cost.observe(plan, trial.measured)
+        state.cost.observe(plan, trial.measured, trial.profile)
     if len(results) == 2 and results[0].val_accuracy is not None and results[1].val_accuracy is not None:
         state.per_tensor_loss = max(0.0, results[0].val_accuracy - results[1].val_accuracy)
     return {

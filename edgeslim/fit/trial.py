@@ -8,6 +8,7 @@ picklable inputs, so it runs in-process or as a Ray task alike.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from edgeslim.fit.options import DEFAULTS
 from edgeslim.fit.space import Plan
 
 TRIAL_QAT_EPOCHS = 2
-MEASURING_BOARD = "stm32l4r5"  # the largest shipped profile (a Cortex-M4, as the firmware runs)
+MEASURING_BOARD = "stm32l4r5"  # without a board: the largest shipped profile (a Cortex-M4)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrialResult:
     seconds: float = 0.0
     failed: str | None = None  # why the trial produced no artifact
     reused: bool = False  # measured by an earlier fit of the same model (fit/history.py)
+    profile: dict[str, Any] | None = None  # the firmware's instructions per operator (mcu.firmware.profile)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -166,7 +168,7 @@ def _run(
         target=settings.target,
         out_dir=folder / "export",
         formats=["tflite"],
-        board=MEASURING_BOARD,  # the budget is the search's to judge: measure even what would not fit
+        board=measuring_board(settings.board, folder),
         source_path=model_path,
         strict=False,
         calib_samples=settings.calib_samples if recipe is None else None,
@@ -174,6 +176,35 @@ def _run(
         kernels=settings.kernels if firmware else DEFAULTS.kernels,
     )
     measure_artifact(artifact, validation, result, settings.board)  # board counts: mcu sidecars only
+
+
+def measuring_board(board: str | None, folder: Path) -> str:
+    """The board profile a trial's export measures on. The budget is the search's to judge, so a plan
+    that would not fit is measured too: on the target board's core (CMSIS-NN's code, scratch and
+    instructions differ per core) with the memory of that core's roomy emulated board, written as a
+    profile into the trial's ``folder``. Without a board, or for one no emulator runs: MEASURING_BOARD."""
+    if board is None:
+        return MEASURING_BOARD
+    from edgeslim.errors import EdgeslimError
+    from edgeslim.export.firmware import resolve_machine, roomy_machine
+
+    try:
+        machine = roomy_machine(resolve_machine(board).cpu)
+    except EdgeslimError:  # no emulated counterpart (an ESP32): export's host figures only
+        return MEASURING_BOARD
+    profile = {
+        "name": f"measure-{machine.name}",
+        "description": f"{machine.board_name}, measuring a {board} plan",
+        "cpu": machine.cpu,
+        "ram_bytes": machine.ram_bytes,
+        "flash_bytes": machine.flash_bytes,
+        "ram_reserved_bytes": 0,
+        "flash_reserved_bytes": 0,
+        "emulator": machine.name,
+    }
+    path = folder / "measuring-board.json"
+    path.write_text(json.dumps(profile), encoding="utf-8")
+    return str(path)
 
 
 def sidecar_measurements(sidecar: dict[str, Any], macs: float, board: str | None = None) -> dict[str, Any]:
@@ -223,6 +254,7 @@ def measure_artifact(artifact: Any, validation: Any, result: TrialResult, board:
 
     result.artifact = str(artifact.path)
     result.measured = sidecar_measurements(artifact.sidecar, result.macs, board)
+    result.profile = ((artifact.sidecar.get("mcu") or {}).get("firmware") or {}).get("profile")
     predictions = load(artifact.path).predict(validation.x_test)
     predictions = predictions[0] if isinstance(predictions, list) else predictions
     correct = np.argmax(predictions, axis=-1) == validation.y_test

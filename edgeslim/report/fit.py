@@ -26,13 +26,20 @@ TRIAL_HEADERS = [
     "arena",
     "MACs",
     "latency p50 (ms)",
+    "instructions",
     "validation",
     "loss (pt), bound",
     "McNemar p",
     "predicted vs measured",
     "verdict",
 ]
-SHORT = {"max_flash": "bytes", "max_arena": "arena", "board_flash": "board flash", "board_ram": "board RAM"}
+SHORT = {
+    "max_flash": "bytes",
+    "max_arena": "arena",
+    "max_instructions": "instructions",
+    "board_flash": "board flash",
+    "board_ram": "board RAM",
+}
 
 
 def write_fit_report(fit: dict[str, Any], out_dir: Path, plots: bool = True) -> dict[str, Path]:
@@ -116,6 +123,7 @@ def _trial_rows(fit: dict[str, Any]) -> list[list[object]]:
                 kb(m.get("max_arena")),
                 num(t.get("macs")),
                 f"{m['max_latency_ms']:.3f}" if m.get("max_latency_ms") is not None else "",
+                num(m.get("max_instructions")),
                 _ci(val) if val else "",
                 _loss_cell(ev) if val else "",
                 f"{val['mcnemar_p']:.3f}" if val else "",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edgeslim.export.firmware.library import cache_root, cached_library, ensure_library
-    from edgeslim.export.firmware.machines import MACHINES, resolve_machine
+    from edgeslim.export.firmware.machines import MACHINES, resolve_machine, roomy_machine
     from edgeslim.export.firmware.result import FirmwareResult
     from edgeslim.export.firmware.run import firmware_available, raw_inputs, run_firmware
     from edgeslim.tflm_kernels import DEFAULT_KERNELS, KERNELS
@@ -29,6 +29,7 @@ _HOMES = {
     "ensure_library": "edgeslim.export.firmware.library",
     "MACHINES": "edgeslim.export.firmware.machines",
     "resolve_machine": "edgeslim.export.firmware.machines",
+    "roomy_machine": "edgeslim.export.firmware.machines",
     "FirmwareResult": "edgeslim.export.firmware.result",
     "firmware_available": "edgeslim.export.firmware.run",
     "raw_inputs": "edgeslim.export.firmware.run",
@@ -45,6 +46,7 @@ __all__ = [
     "firmware_available",
     "raw_inputs",
     "resolve_machine",
+    "roomy_machine",
     "run_firmware",
 ]
 

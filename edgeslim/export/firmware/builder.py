@@ -85,11 +85,14 @@ class FirmwareBuilder:
         return [*target_flags(self.machine), *COMMON_FLAGS]
 
     def startup_defines(self) -> list[str]:
-        """Where flash is, for the MPU region that makes it read-only (ARMv7-M parts only)."""
+        """Where flash is, for the MPU region that makes it read-only (ARMv7-M parts only), and whether
+        the kernels need the coprocessors enabled (Helium)."""
+        defines = ["-DEDGESLIM_ENABLE_CP10=1"] if self.machine.has_helium else []
         if not self.machine.has_mpu:
-            return []
+            return defines
         size_log2 = max(5, (self.machine.flash_bytes - 1).bit_length())  # the region: a power of two
         return [
+            *defines,
             "-DEDGESLIM_MPU=1",
             f"-DEDGESLIM_FLASH_ORIGIN={self.machine.flash_origin:#x}u",
             f"-DEDGESLIM_FLASH_SIZE_LOG2={size_log2}",

@@ -40,8 +40,13 @@ class Machine:
 
     @property
     def has_mpu(self) -> bool:
-        # The harness protects flash with the ARMv7-M MPU (M3, M4, M7); ARMv6-M parts have none to rely on.
+        # The harness protects flash with the ARMv7-M MPU (M3, M4, M7); ARMv6-M parts have none to rely
+        # on, and ARMv8-M's (M33, M55) is programmed differently: their flash stays writable here.
         return self.cpu in ("cortex-m3", "cortex-m4", "cortex-m7")
+
+    @property
+    def has_helium(self) -> bool:
+        return self.cpu == "cortex-m55"  # its library is built with MVE (library.TARGETS)
 
     def linker_script(self) -> str:
         """The harness's linker script for this board's memory."""
@@ -63,6 +68,14 @@ def _load() -> dict[str, Machine]:
 
 
 MACHINES: dict[str, Machine] = _load()
+
+
+def roomy_machine(cpu: str) -> Machine:
+    """The machine named after ``cpu``: that core with megabytes of memory, where a model too big for
+    a small board still runs (what fit's trials and the instruction model's calibration measure on)."""
+    if cpu not in MACHINES:
+        raise EdgeslimError(f"no emulated board with room to spare runs the {cpu}")
+    return MACHINES[cpu]
 
 
 def resolve_machine(board: str | None) -> Machine:

@@ -10,6 +10,7 @@ work between them.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from edgeslim.analysis.tflite_model import op_multiplications
@@ -29,15 +30,16 @@ def op_profile(info: TFLiteModelInfo, report: RunReport, instructions_per_tick: 
         }
     ops = []
     for op, ticks in zip(info.ops, report.op_ticks, strict=True):
+        record = op_shape(info, op)
         instructions = round(ticks * instructions_per_tick)
-        macs = op_multiplications(info, op)
+        macs = record["multiplications"]
         ops.append(
             {
                 "index": op.index,
                 "op": op.op,
                 "layer": layer_of(info.tensors[op.outputs[0]].name) if op.outputs else "",
                 "instructions": instructions,
-                "multiplications": macs,
+                **record,
                 "instructions_per_multiplication": round(instructions / macs, 2) if macs else None,
             }
         )
@@ -50,6 +52,25 @@ def op_profile(info: TFLiteModelInfo, report: RunReport, instructions_per_tick: 
         "ops": ops,
         "layers": by_layer(ops, total),
     }
+
+
+def op_shape(info: TFLiteModelInfo, op: Any) -> dict[str, Any]:
+    """What fit's instruction model prices an operator by (fit/instructions.py): its multiplications,
+    output elements and channels, input elements and channels."""
+    shape = [int(d) for d in info.tensors[op.outputs[0]].shape] if op.outputs else []
+    source = [int(d) for d in info.tensors[op.inputs[0]].shape] if op.inputs and op.inputs[0] >= 0 else []
+    return {
+        "op": op.op,
+        "multiplications": op_multiplications(info, op),
+        "outputs": _elements(shape),
+        "channels": shape[-1] if shape else 1,
+        "inputs": _elements(source),
+        "in_channels": source[-1] if source else 1,
+    }
+
+
+def _elements(shape: list[int]) -> int:
+    return math.prod(shape[1:]) if len(shape) > 1 else 1  # past the batch axis
 
 
 def layer_of(tensor_name: str) -> str:

@@ -55,11 +55,21 @@ uint32_t edgeslim_stack_used(void) {
   return (uint32_t)((uintptr_t)__stack_top__ - (uintptr_t)p);
 }
 
+// The Cortex-M55's Helium (MVE) instructions, which its CMSIS-NN kernels use, go through the FPU's
+// coprocessors: they fault (NOCP) until CP10 and CP11 are enabled. The builder defines this per core.
+static void enable_coprocessors(void) {
+#ifdef EDGESLIM_ENABLE_CP10
+  REG(0xE000ED88) |= (0xFu << 20);  // CPACR: full access to CP10 and CP11
+  __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
+}
+
 void Reset_Handler(void) {
   for (uint32_t *src = __data_load__, *dst = __data_start__; dst < __data_end__;) *dst++ = *src++;
   for (uint32_t* dst = __bss_start__; dst < __bss_end__;) *dst++ = 0;
   paint_stack();
   protect_flash();
+  enable_coprocessors();
   for (void (**f)(void) = __preinit_array_start; f < __preinit_array_end; ++f) (*f)();
   for (void (**f)(void) = __init_array_start; f < __init_array_end; ++f) (*f)();
   semihost_exit(main() == 0);
