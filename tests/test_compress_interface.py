@@ -16,7 +16,7 @@ from edgeslim.errors import ConfigError, EdgeslimError
 
 
 def test_registry_and_spec_parsing():
-    assert set(STAGES) == {"prune", "lowrank", "separable", "quantize"}
+    assert set(STAGES) == {"architecture", "prune", "lowrank", "separable", "quantize"}
     stage = parse_stage_spec("prune: sparsity=0.8, mode=structured, compensate=none, per_layer=dense1:0.5")
     assert (
         stage.get_config()["sparsity"] == 0.8 and stage.mode == "structured" and stage.target("dense1") == 0.5
@@ -44,6 +44,8 @@ def test_registry_and_spec_parsing():
         ("prune:colour=red", "prune.colour: unknown parameter"),
         ("squeeze:rate=2", "unknown stage 'squeeze'"),
         ("prune:sparsity", "expected key=value"),
+        ("architecture:moves=wider:conv1", "architecture.moves: must be moves of the families stride"),
+        ("architecture:moves=stride", "architecture.moves: must be moves as family:layer[=arg]"),
     ],
 )
 def test_every_bad_parameter_gets_a_clear_error(spec, message):

@@ -236,8 +236,8 @@ def test_fit_takes_export_targets_and_their_techniques():
 
     for target in TARGET_NAMES:
         assert make_budget(target, max_flash="8KB").target == target
-    assert check_techniques(None, "gpu") == ("prune", "lowrank", "separable")
-    assert check_techniques(None, "mcu") == TECHNIQUES
+    assert check_techniques(None, "gpu") == ("architecture", "prune", "lowrank", "separable")
+    assert check_techniques(None, "mcu") == ("architecture", *TECHNIQUES)
 
 
 def test_fit_mistakes_exit_2_with_one_line(digits_model_path, tmp_path, capsys):

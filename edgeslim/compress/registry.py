@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeslim.compress.architecture import ArchitectureStage
 from edgeslim.compress.base import Stage
 from edgeslim.compress.lowrank import LowRankStage
 from edgeslim.compress.prune import PruneStage
@@ -15,6 +16,7 @@ from edgeslim.compress.separable import SeparableStage
 from edgeslim.errors import ConfigError
 
 STAGES: dict[str, type[Stage]] = {
+    "architecture": ArchitectureStage,
     "prune": PruneStage,
     "lowrank": LowRankStage,
     "separable": SeparableStage,

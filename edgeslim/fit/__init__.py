@@ -197,6 +197,7 @@ def _progress(found: dict[str, Any], partial: bool = False) -> dict[str, Any]:
         },
         "sensitivity": found.get("sensitivity"),
         "sensitivity_cached": found.get("sensitivity_cached", False),
+        "architecture": found.get("architecture"),
         "trials": [t.to_dict() | {"evaluation": v} for t, v in pairs],
     }
 

@@ -19,7 +19,9 @@ from typing import Any
 
 from edgeslim.errors import ConfigError, EdgeslimError, Problems
 
-TECHNIQUES = ("prune", "lowrank", "separable", "quantize")
+# "architecture": moves that change the network's shape (fit/architecture.py), when the levels of the
+# others alone cannot meet the budget
+TECHNIQUES = ("architecture", "prune", "lowrank", "separable", "quantize")
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
 # constraint -> how the report names it
 CONSTRAINTS = {

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
+from edgeslim.errors import ConfigError
 from edgeslim.export.mcu_scheme import ARENA_BYTES_PER_CHANNEL, FILE_BYTES_PER_CHANNEL
 from edgeslim.fit.instructions import InstructionModel, OpCost
-from edgeslim.fit.space import NONE, Plan, Unit
+from edgeslim.fit.space import NONE, Plan, Unit, search_space
 from edgeslim.layers import Call
 from edgeslim.runtime.tflm import ARENA_MARGIN
 
@@ -170,6 +171,11 @@ class CostModel:
         ``instructions``: the firmware's instruction model (None without firmware measurements)."""
         self.graph, self.analysis, self.units = graph, analysis, units
         self.instructions = instructions
+        # A plan with architecture moves is priced on the moved network, built once per set of moves
+        # (``_architecture``); the calibration below stays with the root, the input model's.
+        self.moves: tuple[str, ...] = ()
+        self.root = self
+        self._moved: dict[tuple[str, ...], CostModel | None] = {}
         self.unquantized = unquantized
         unit_of = {p: u.name for u in units if u.kind == "prune" for p in u.members}
         self.channels = {name: len(ids) for name, ids in analysis.producers.items()}
@@ -225,8 +231,38 @@ class CostModel:
         return sum(c * (keep.get(owner, 1.0) if owner else 1.0) for owner, c in counts.items()) / total
 
     # -- prediction -----------------------------------------------------------------------------------
+    def _architecture(self, plan: Plan) -> CostModel:
+        """The cost model of the plan's network: this one, or the one its moves make (ConfigError when
+        they do not apply together)."""
+        if plan.moves == self.moves:
+            return self
+        root = self.root
+        if plan.moves not in root._moved:
+            root._moved[plan.moves] = None  # a set that does not apply is tried once
+            root._moved[plan.moves] = root._build_moved(plan.moves)
+        moved = root._moved[plan.moves]
+        if moved is None:
+            raise ConfigError(f"architecture moves {', '.join(plan.moves)} do not apply together")
+        return moved
+
+    def _build_moved(self, moves: tuple[str, ...]) -> CostModel:
+        from edgeslim.compress.channels import ChannelAnalysis
+        from edgeslim.compress.moves import Move, apply_moves
+        from edgeslim.layers.graph import ModelGraph
+
+        model = apply_moves(self.graph.model, [Move.parse(m) for m in moves])
+        graph = ModelGraph(model)
+        analysis = ChannelAnalysis(graph, lambda layer: True)
+        units = search_space(graph, analysis, ("prune", "lowrank", "separable"))
+        moved = CostModel(graph, analysis, units, self.unquantized, self.instructions)
+        moved.moves, moved.root = moves, self
+        return moved
+
     def raw(self, plan: Plan) -> dict[str, float]:
         """Parameters, multiplications, bytes and arena before calibration."""
+        network = self._architecture(plan)
+        if network is not self:
+            return network.raw(plan)
         keep = self.keep(plan)
         params = macs = constant_bytes = unrolled = 0.0
         outputs = float(len(self.graph.functional.inputs))  # activation tensors (the arena plans them)
@@ -333,6 +369,9 @@ class CostModel:
 
     def op_costs(self, plan: Plan) -> list[OpCost]:
         """The TFLite operators the plan's model runs, as the instruction model prices them."""
+        network = self._architecture(plan)
+        if network is not self:
+            return network.op_costs(plan)
         keep = self.keep(plan)
         out: list[OpCost] = []
         for name, node in self.graph.nodes.items():
@@ -469,8 +508,12 @@ class CostModel:
         return peak
 
     def predict(self, plan: Plan) -> dict[str, float]:
-        """Calibrated figures per budget constraint, plus parameters and multiplications."""
-        raw = self.raw(plan)
+        """Calibrated figures per budget constraint, plus parameters and multiplications; infinite for
+        architecture moves that do not apply together."""
+        try:
+            raw = self.raw(plan)
+        except ConfigError:
+            return dict.fromkeys(("params", "macs", *CONSTRAINTS), math.inf)
         out = dict(raw)
         for key in ("max_flash", "max_arena"):
             if self.offsets[key]:
@@ -501,7 +544,7 @@ class CostModel:
         if self.instructions is not None:
             self.instructions.observe_profile(profile)
         raw = self.raw(plan)
-        self.compressed_observations += bool(plan.choices)
+        self.compressed_observations += plan.compressed
         arena, host = measured.get("max_arena"), measured.get("arena_host")
         if measured.get("max_flash") is not None:
             self.offsets["max_flash"].append(float(measured["max_flash"]) - raw["max_flash"])  # type: ignore[arg-type]
@@ -513,7 +556,7 @@ class CostModel:
         base_arena = host if host is not None else arena
         if base_arena is not None:
             self.offsets["max_arena"].append(float(base_arena) - raw["max_arena"])
-        if arena is not None and host and plan.choices:
+        if arena is not None and host and plan.compressed:
             # From compressed plans only: the input model's ratio (1.2 on mnistnet3 with CMSIS-NN: the
             # scratch of its wide early convolutions) does not carry over to a model a tenth its size.
             self.ratios["arena_target"].append(float(arena) / float(host))

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from edgeslim.fit import history, sensitivity
+from edgeslim.fit.architecture import plan_architecture
 from edgeslim.fit.budget import Budget, binding, over_budget
 from edgeslim.fit.costs import CostModel, prediction_error
 from edgeslim.fit.instructions import InstructionModel
@@ -58,6 +59,7 @@ class SearchState:
     epochs: int = 0  # fine-tuning epochs of the next trials; raised when the loss binds
     base_epochs: int = 0
     retry: Plan | None = None  # the plan to train longer next, when the loss binds on the best fit
+    moves: tuple[str, ...] = ()  # the architecture moves every plan carries (architecture.py)
     confidence: float = DEFAULTS.loss_confidence
 
     def judge(self, trial: TrialResult, predicted: dict[str, float] | None = None) -> dict[str, Any]:
@@ -143,6 +145,10 @@ def run_search(
     table, cached = _sensitivity(model_file, data, units, executor, shared, state.baseline_val, notify, reuse)
     found |= {"sensitivity": table, "sensitivity_cached": cached}
     state.losses = sensitivity.losses(table, units)
+    if "architecture" in techniques:
+        found["architecture"] = plan_architecture(
+            state, model, model_file, data, table, techniques, executor, shared, reuse, notify
+        )
     state.scale = {k: 1.0 for k in budget.limits()}
     state.epochs = state.base_epochs = settings.finetune_epochs
     past_dir = history.history_dir(model_file, table["key"], settings)
@@ -186,7 +192,12 @@ def run_search(
             notify(_describe(trial, verdict))
         if not _adapt(state, results):
             break
-    return state, {"sensitivity": table, "sensitivity_cached": cached, "baseline_trial": base}
+    return state, {
+        "sensitivity": table,
+        "sensitivity_cached": cached,
+        "baseline_trial": base,
+        "architecture": found.get("architecture"),
+    }
 
 
 def _instruction_model(settings: TrialSettings, notify: Notify) -> InstructionModel | None:
@@ -315,7 +326,9 @@ def _propose(state: SearchState, quantize: bool) -> list[Plan]:
     margins = (1.0,) if state.cost.compressed_observations >= CALIBRATED else (1.0, MARGIN)
     for margin in margins:
         limits = {k: v * state.scale[k] * margin for k, v in state.budget.limits().items()}
-        chosen = select(state.units, state.losses, state.cost, limits, quantize, state.per_tensor_loss)
+        chosen = select(
+            state.units, state.losses, state.cost, limits, quantize, state.per_tensor_loss, state.moves
+        )
         if chosen.plan.key() not in tried and all(chosen.plan.key() != p.key() for p in plans):
             plans.append(chosen.plan)
     return plans
@@ -376,7 +389,8 @@ def _correct(model: Any, x: np.ndarray, y: np.ndarray) -> list[bool]:
 
 def _short(plan: Plan) -> str:
     layers = plan.to_dict()["layers"]
-    return ", ".join(f"{k.split(' ')[0]} {v}" for k, v in layers.items()) or "quantize only"
+    parts = [*plan.moves, *(f"{k.split(' ')[0]} {v}" for k, v in layers.items())]
+    return ", ".join(parts) or "quantize only"
 
 
 def _describe(trial: TrialResult, verdict: dict[str, Any]) -> str:

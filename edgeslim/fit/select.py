@@ -37,16 +37,18 @@ def select(
     limits: dict[str, float],
     quantize: bool = True,
     per_tensor_loss: float | None = None,
+    moves: tuple[str, ...] = (),
 ) -> Selection:
     """The plan meeting ``limits`` (predicted) with the least predicted loss, or the least violating one.
 
     ``per_tensor_loss``: the measured loss of int8 per tensor against per channel (None: keep per channel).
+    ``moves``: the architecture moves every plan carries (``units`` are then the moved network's).
     """
     picks = [0] * len(units)
     per_channel = True
 
     def plan_of(p: list[int], pc: bool) -> Plan:
-        return Plan.make(units, p, per_channel=pc, quantize=quantize)
+        return Plan.make(units, p, per_channel=pc, quantize=quantize, moves=moves)
 
     def score(p: list[int], pc: bool) -> tuple[float, float]:
         loss = sum(losses[i][j] for i, j in enumerate(p)) + (
@@ -59,15 +61,15 @@ def select(
         if current_v <= 0:
             break
         best: tuple[float, list[int], bool, float, float] | None = None
-        moves: list[tuple[list[int], bool]] = [
+        steps: list[tuple[list[int], bool]] = [
             ([*picks[:i], j, *picks[i + 1 :]], per_channel)
             for i, unit in enumerate(units)
             for j in range(len(unit.options))
             if j != picks[i]
         ]
         if per_channel and quantize and per_tensor_loss is not None:
-            moves.append((picks, False))
-        for new, pc in moves:
+            steps.append((picks, False))
+        for new, pc in steps:
             v, loss = score(new, pc)
             gained = current_v - v
             if gained <= 1e-12:

@@ -110,7 +110,24 @@ def build_table(
 
 
 def losses(table: dict[str, Any], units: list[Unit]) -> list[list[float]]:
-    """Predicted accuracy loss (fraction) of each option of each unit; 0 for "none", never negative."""
+    """Predicted accuracy loss (fraction) of each option of each unit; 0 for "none", never negative.
+
+    ``units`` may be a moved network's (architecture.py): an option the input model's table lacks (a
+    layer whose shape a move changed, with another set of levels) takes the largest loss measured for
+    that layer and technique, else the largest of the technique anywhere."""
     base = table["baseline_val_accuracy"]
     rows = table["accuracy"]
-    return [[0.0] + [max(0.0, base - rows[u.name][o.label()]) for o in u.options[1:]] for u in units]
+    worst: dict[str, float] = {}
+    for row in rows.values():
+        for label, acc in row.items():
+            technique = label.split(" ")[0]
+            worst[technique] = max(worst.get(technique, 0.0), base - acc)
+
+    def loss(unit: Unit, option: Option) -> float:
+        measured = rows.get(unit.name, {})
+        if option.label() in measured:
+            return max(0.0, base - measured[option.label()])
+        same = [base - acc for label, acc in measured.items() if label.split(" ")[0] == option.technique]
+        return max(0.0, max(same) if same else worst.get(option.technique, 0.0))
+
+    return [[0.0] + [loss(u, o) for o in u.options[1:]] for u in units]

@@ -61,20 +61,27 @@ class Unit:
 
 @dataclass(frozen=True)
 class Plan:
-    """One option per unit (by unit name) and the int8 granularity."""
+    """Architecture moves, then one option per unit (by unit name) of the moved model, and the int8
+    granularity."""
 
     choices: tuple[tuple[str, str, Option], ...]  # (unit kind, unit name, option), non-"none" only
     per_channel: bool = True
     quantize: bool = True
+    moves: tuple[str, ...] = ()  # architecture moves (compress/moves) as labels, applied first
 
     @classmethod
     def make(
-        cls, units: list[Unit], picks: list[int], per_channel: bool = True, quantize: bool = True
+        cls,
+        units: list[Unit],
+        picks: list[int],
+        per_channel: bool = True,
+        quantize: bool = True,
+        moves: tuple[str, ...] = (),
     ) -> Plan:
         chosen = tuple(
             (u.kind, u.name, u.options[i]) for u, i in zip(units, picks, strict=True) if u.options[i] != NONE
         )
-        return cls(chosen, per_channel, quantize)
+        return cls(chosen, per_channel, quantize, tuple(moves))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -84,8 +91,16 @@ class Plan:
         choices += [("factor", n, Option("separable", float(v))) for n, v in data["separable"].items()]
         quantization = data["quantization"]
         return cls(
-            tuple(choices), per_channel="per channel" in quantization, quantize=quantization != "float32"
+            tuple(choices),
+            per_channel="per channel" in quantization,
+            quantize=quantization != "float32",
+            moves=tuple(data.get("moves", ())),
         )
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the plan changes the model (quantization aside)."""
+        return bool(self.choices or self.moves)
 
     def option(self, kind: str, name: str) -> Option:
         return next((o for k, n, o in self.choices if k == kind and n == name), NONE)
@@ -94,7 +109,9 @@ class Plan:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        # without moves, the plan's dict (and key) is what it was before moves existed
+        out: dict[str, Any] = {"moves": list(self.moves)} if self.moves else {}
+        return out | {
             "layers": {f"{n} ({k})": o.label() for k, n, o in self.choices},
             "prune": {n: o.level for k, n, o in self.choices if o.technique == "prune"},
             "lowrank": {n: o.level for k, n, o in self.choices if o.technique == "lowrank"},
@@ -108,6 +125,8 @@ class Plan:
         """The compress stages that apply this plan (lowrank ranks resolved on the pruned model)."""
         d = self.to_dict()
         stages: list[dict[str, Any]] = []
+        if self.moves:
+            stages.append({"architecture": {"moves": "|".join(self.moves)}})
         if d["prune"]:
             stages.append({"prune": {"mode": "structured", "sparsity": 0.0, "per_layer": d["prune"]}})
         if d["lowrank"]:

@@ -117,8 +117,7 @@ def _trial_rows(fit: dict[str, Any]) -> list[list[object]]:
         rows.append(
             [
                 t["index"],
-                "; ".join(f"{k} {v}" for k, v in t["plan"]["layers"].items())
-                + f"; {t['plan']['quantization']}",
+                _plan_text(t["plan"]) + f"; {t['plan']['quantization']}",
                 kb(m.get("max_flash")),
                 kb(m.get("max_arena")),
                 num(t.get("macs")),
@@ -138,6 +137,10 @@ def _trial_rows(fit: dict[str, Any]) -> list[list[object]]:
     return rows
 
 
+def _plan_text(plan: dict[str, Any]) -> str:
+    return "; ".join([*plan.get("moves", []), *(f"{k} {v}" for k, v in plan["layers"].items())])
+
+
 def _loss_cell(ev: dict[str, Any]) -> str:
     bound = ev.get("loss_bound_points")
     return f"{ev['loss_points']:+.2f}" + (f" (at most {bound:+.2f})" if bound is not None else "")
@@ -149,7 +152,8 @@ def _ci(stats: dict[str, Any]) -> str:
 
 
 def _plan_rows(best: dict[str, Any]) -> list[list[object]]:
-    return [[layer, choice] for layer, choice in best["plan"]["layers"].items()] + [
+    moves = [["(architecture)", move] for move in best["plan"].get("moves", [])]
+    return [*moves, *([layer, choice] for layer, choice in best["plan"]["layers"].items())] + [
         ["(all)", best["plan"]["quantization"]]
     ]
 
