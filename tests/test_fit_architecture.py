@@ -84,6 +84,8 @@ def test_a_fit_whose_budget_only_moves_reach_changes_the_architecture(
     record = fit["architecture"]
     assert record["moves"] and set(record["candidates"]) >= {"stride:conv1", "global_pool:flatten"}
     assert all(0 <= loss <= 1 for loss in record["candidates"].values())
+    # the per-layer search runs on the moved network's own sensitivity, measured after its distillation
+    assert record["moved_sensitivity"]["accuracy"] and 0 < record["moved_val_accuracy"] <= 1
     [trial] = fit["trials"]
     assert trial["plan"]["moves"] == record["moves"] and not trial.get("failed")
     assert trial["measured"]["max_macs"] <= 800 or code == 1

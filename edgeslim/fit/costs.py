@@ -172,7 +172,7 @@ class CostModel:
         self.graph, self.analysis, self.units = graph, analysis, units
         self.instructions = instructions
         # A plan with architecture moves is priced on the moved network, built once per set of moves
-        # (``_architecture``); the calibration below stays with the root, the input model's.
+        # (``network``); the calibration below stays with the root, the input model's.
         self.moves: tuple[str, ...] = ()
         self.root = self
         self._moved: dict[tuple[str, ...], CostModel | None] = {}
@@ -231,18 +231,18 @@ class CostModel:
         return sum(c * (keep.get(owner, 1.0) if owner else 1.0) for owner, c in counts.items()) / total
 
     # -- prediction -----------------------------------------------------------------------------------
-    def _architecture(self, plan: Plan) -> CostModel:
-        """The cost model of the plan's network: this one, or the one its moves make (ConfigError when
-        they do not apply together)."""
-        if plan.moves == self.moves:
+    def network(self, moves: tuple[str, ...]) -> CostModel:
+        """The cost model of the network ``moves`` make of the input model: this one without moves
+        (ConfigError when they do not apply together)."""
+        if moves == self.moves:
             return self
         root = self.root
-        if plan.moves not in root._moved:
-            root._moved[plan.moves] = None  # a set that does not apply is tried once
-            root._moved[plan.moves] = root._build_moved(plan.moves)
-        moved = root._moved[plan.moves]
+        if moves not in root._moved:
+            root._moved[moves] = None  # a set that does not apply is tried once
+            root._moved[moves] = root._build_moved(moves)
+        moved = root._moved[moves]
         if moved is None:
-            raise ConfigError(f"architecture moves {', '.join(plan.moves)} do not apply together")
+            raise ConfigError(f"architecture moves {', '.join(moves)} do not apply together")
         return moved
 
     def _build_moved(self, moves: tuple[str, ...]) -> CostModel:
@@ -260,7 +260,7 @@ class CostModel:
 
     def raw(self, plan: Plan) -> dict[str, float]:
         """Parameters, multiplications, bytes and arena before calibration."""
-        network = self._architecture(plan)
+        network = self.network(plan.moves)
         if network is not self:
             return network.raw(plan)
         keep = self.keep(plan)
@@ -369,7 +369,7 @@ class CostModel:
 
     def op_costs(self, plan: Plan) -> list[OpCost]:
         """The TFLite operators the plan's model runs, as the instruction model prices them."""
-        network = self._architecture(plan)
+        network = self.network(plan.moves)
         if network is not self:
             return network.op_costs(plan)
         keep = self.keep(plan)

@@ -146,8 +146,13 @@ def run_search(
     found |= {"sensitivity": table, "sensitivity_cached": cached}
     state.losses = sensitivity.losses(table, units)
     if "architecture" in techniques:
+
+        def table_of(file: bytes, units: list, baseline: float) -> dict[str, Any]:
+            pair = (executor.share(file), shared_data)
+            return _sensitivity(file, data, units, executor, pair, baseline, notify, reuse)[0]
+
         found["architecture"] = plan_architecture(
-            state, model, model_file, data, table, techniques, executor, shared, reuse, notify
+            state, model, model_file, data, table, techniques, executor, shared, reuse, notify, table_of
         )
     state.scale = {k: 1.0 for k in budget.limits()}
     state.epochs = state.base_epochs = settings.finetune_epochs
