@@ -14,7 +14,7 @@ from edgeslim.runtime.errors import RuntimeModelError
 from edgeslim.runtime.tflite_file import TFLiteModelInfo, TFLiteOp, read_tflite
 
 # Ops whose multiplications are counted: output elements times the weights each output reads.
-_WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"}
+WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"}
 
 
 def analyze_tflite(path: str | Path) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def analyze_tflite(path: str | Path) -> dict[str, Any]:
 def op_multiplications(info: TFLiteModelInfo, op: TFLiteOp) -> int:
     """Multiply-accumulates of one op as the runtime executes it (0 for ops without weights): each
     output element of a convolution or fully connected layer reads one weight per input it sums."""
-    if op.op not in _WEIGHTED or len(op.inputs) < 2 or not op.outputs:
+    if op.op not in WEIGHTED or len(op.inputs) < 2 or not op.outputs:
         return 0
     weights = info.tensors[op.inputs[1]].shape
     out = info.tensors[op.outputs[0]].shape

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
+from edgeslim.analysis.tflite_model import WEIGHTED
 from edgeslim.errors import ConfigError
 from edgeslim.export.mcu_scheme import ARENA_BYTES_PER_CHANNEL, FILE_BYTES_PER_CHANNEL
-from edgeslim.fit.instructions import InstructionModel, OpCost
+from edgeslim.fit.instructions import ACTIVATION_OPERATORS, OPERATORS, InstructionModel, OpCost
 from edgeslim.fit.space import NONE, Plan, Unit, search_space
 from edgeslim.layers import Call
 from edgeslim.runtime.tflm import ARENA_MARGIN
@@ -67,34 +68,6 @@ FUSES_RELU = (
     "Multiply",
 )
 FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
-# The TFLite operator a Keras layer becomes, for the instruction model (a kind not named here is priced
-# by the measured instructions per multiplication or per output element).
-OPERATORS = {
-    "Dense": "FULLY_CONNECTED",
-    "Conv1D": "CONV_2D",
-    "Conv2D": "CONV_2D",
-    "DepthwiseConv1D": "DEPTHWISE_CONV_2D",
-    "DepthwiseConv2D": "DEPTHWISE_CONV_2D",
-    "Conv2DTranspose": "TRANSPOSE_CONV",
-    "MaxPooling1D": "MAX_POOL_2D",
-    "MaxPooling2D": "MAX_POOL_2D",
-    "AveragePooling1D": "AVERAGE_POOL_2D",
-    "AveragePooling2D": "AVERAGE_POOL_2D",
-    "GlobalAveragePooling1D": "MEAN",
-    "GlobalAveragePooling2D": "MEAN",
-    "GlobalMaxPooling1D": "REDUCE_MAX",
-    "GlobalMaxPooling2D": "REDUCE_MAX",
-    "Add": "ADD",
-    "Subtract": "SUB",
-    "Multiply": "MUL",
-    "Concatenate": "CONCATENATION",
-    "Flatten": "RESHAPE",
-    "Reshape": "RESHAPE",
-    "Softmax": "SOFTMAX",
-    "ZeroPadding2D": "PAD",
-}
-WEIGHTED = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
-ACTIVATION_OPERATORS = {"softmax": "SOFTMAX", "sigmoid": "LOGISTIC", "tanh": "TANH", "relu": "RELU"}
 CONSTRAINTS = (
     "max_flash",
     "max_arena",

@@ -25,6 +25,33 @@ from typing import Any
 
 import numpy as np
 
+# The TFLite operator a Keras layer becomes, for the instruction model (a kind not named here is priced
+# by the measured instructions per multiplication or per output element).
+OPERATORS = {
+    "Dense": "FULLY_CONNECTED",
+    "Conv1D": "CONV_2D",
+    "Conv2D": "CONV_2D",
+    "DepthwiseConv1D": "DEPTHWISE_CONV_2D",
+    "DepthwiseConv2D": "DEPTHWISE_CONV_2D",
+    "Conv2DTranspose": "TRANSPOSE_CONV",
+    "MaxPooling1D": "MAX_POOL_2D",
+    "MaxPooling2D": "MAX_POOL_2D",
+    "AveragePooling1D": "AVERAGE_POOL_2D",
+    "AveragePooling2D": "AVERAGE_POOL_2D",
+    "GlobalAveragePooling1D": "MEAN",
+    "GlobalAveragePooling2D": "MEAN",
+    "GlobalMaxPooling1D": "REDUCE_MAX",
+    "GlobalMaxPooling2D": "REDUCE_MAX",
+    "Add": "ADD",
+    "Subtract": "SUB",
+    "Multiply": "MUL",
+    "Concatenate": "CONCATENATION",
+    "Flatten": "RESHAPE",
+    "Reshape": "RESHAPE",
+    "Softmax": "SOFTMAX",
+    "ZeroPadding2D": "PAD",
+}
+ACTIVATION_OPERATORS = {"softmax": "SOFTMAX", "sigmoid": "LOGISTIC", "tanh": "TANH", "relu": "RELU"}
 MIN_POINTS = 3  # observations of a kind before its own coefficients are trusted
 
 

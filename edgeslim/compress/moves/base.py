@@ -58,6 +58,23 @@ class Family(Protocol):
     def replacements(self, graph: Any, move: Move) -> dict[str, Any]: ...
 
 
+class LayerMove:
+    """A family whose moves each apply to one layer: every layer it accepts is a candidate, and a
+    layer the model lacks is refused before the family's own rules (``check``)."""
+
+    name = ""
+
+    def candidates(self, graph: Any) -> list[Move]:
+        return [Move(self.name, n) for n in graph.nodes if not self.why_not(graph, Move(self.name, n))]
+
+    def why_not(self, graph: Any, move: Move) -> str:
+        node = graph.nodes.get(move.layer)
+        return f"no layer {move.layer!r}" if node is None else self.check(graph, move, node)
+
+    def check(self, graph: Any, move: Move, node: Any) -> str:
+        raise NotImplementedError
+
+
 def single_reader(graph: Any, name: str) -> str | None:
     """The one layer reading ``name``'s output, if exactly one does and it is not a model output."""
     readers = graph.consumers(name)

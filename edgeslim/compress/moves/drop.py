@@ -5,21 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeslim.compress.moves.base import CONV_KINDS, Move, plain_call
+from edgeslim.compress.moves.base import CONV_KINDS, LayerMove, Move, plain_call
 
 KINDS = (*CONV_KINDS, "Dense")
 
 
-class Drop:
+class Drop(LayerMove):
     name = "drop"
 
-    def candidates(self, graph: Any) -> list[Move]:
-        return [Move(self.name, n) for n in graph.nodes if not self.why_not(graph, Move(self.name, n))]
-
-    def why_not(self, graph: Any, move: Move) -> str:
-        node = graph.nodes.get(move.layer)
-        if node is None:
-            return f"no layer {move.layer!r}"
+    def check(self, graph: Any, move: Move, node: Any) -> str:
         kind = type(node.layer).__name__
         if kind not in KINDS:
             return f"{kind}: only a convolution or Dense layer is dropped"

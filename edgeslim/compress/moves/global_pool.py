@@ -6,19 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeslim.compress.moves.base import Move, flattened_readers, plain_call
+from edgeslim.compress.moves.base import LayerMove, Move, flattened_readers, plain_call
 
 
-class GlobalPool:
+class GlobalPool(LayerMove):
     name = "global_pool"
 
-    def candidates(self, graph: Any) -> list[Move]:
-        return [Move(self.name, n) for n in graph.nodes if not self.why_not(graph, Move(self.name, n))]
-
-    def why_not(self, graph: Any, move: Move) -> str:
-        node = graph.nodes.get(move.layer)
-        if node is None:
-            return f"no layer {move.layer!r}"
+    def check(self, graph: Any, move: Move, node: Any) -> str:
         if type(node.layer).__name__ != "Flatten" or not plain_call(node):
             return f"{type(node.layer).__name__}: the move replaces a Flatten"
         if len(node.call_shapes()[0].in_shape) not in (3, 4):

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeslim.compress.moves.base import Move, plain_call, why_not_resizable
+from edgeslim.compress.moves.base import LayerMove, Move, plain_call, why_not_resizable
 
 KINDS = ("Conv2D", "DepthwiseConv2D")
 SMALLEST = 3
 
 
-class Kernel:
+class Kernel(LayerMove):
     name = "kernel"
 
     def candidates(self, graph: Any) -> list[Move]:
@@ -24,10 +24,7 @@ class Kernel:
                     out.append(Move(self.name, name, new))
         return out
 
-    def why_not(self, graph: Any, move: Move) -> str:
-        node = graph.nodes.get(move.layer)
-        if node is None:
-            return f"no layer {move.layer!r}"
+    def check(self, graph: Any, move: Move, node: Any) -> str:
         kind = type(node.layer).__name__
         if kind not in KINDS:
             return f"{kind}: only a 2-D convolution's kernel is cut"

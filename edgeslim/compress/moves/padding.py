@@ -6,19 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeslim.compress.moves.base import CONV_KINDS, Move, plain_call, why_not_resizable
+from edgeslim.compress.moves.base import CONV_KINDS, LayerMove, Move, plain_call, why_not_resizable
 
 
-class Padding:
+class Padding(LayerMove):
     name = "padding"
 
-    def candidates(self, graph: Any) -> list[Move]:
-        return [Move(self.name, n) for n in graph.nodes if not self.why_not(graph, Move(self.name, n))]
-
-    def why_not(self, graph: Any, move: Move) -> str:
-        node = graph.nodes.get(move.layer)
-        if node is None:
-            return f"no layer {move.layer!r}"
+    def check(self, graph: Any, move: Move, node: Any) -> str:
         kind = type(node.layer).__name__
         if kind not in CONV_KINDS or getattr(node.layer, "padding", "") != "valid":
             return f"{kind}: only a valid convolution is padded"

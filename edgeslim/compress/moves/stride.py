@@ -8,22 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeslim.compress.moves.base import Move, plain_call, why_not_resizable
+from edgeslim.compress.moves.base import LayerMove, Move, plain_call, why_not_resizable
 
 KINDS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 MIN_SIDE = 4  # an output smaller than this has nothing left to halve
 
 
-class Stride:
+class Stride(LayerMove):
     name = "stride"
 
-    def candidates(self, graph: Any) -> list[Move]:
-        return [Move(self.name, n) for n in graph.nodes if not self.why_not(graph, Move(self.name, n))]
-
-    def why_not(self, graph: Any, move: Move) -> str:
-        node = graph.nodes.get(move.layer)
-        if node is None:
-            return f"no layer {move.layer!r}"
+    def check(self, graph: Any, move: Move, node: Any) -> str:
         kind = type(node.layer).__name__
         if kind not in KINDS:
             return f"{kind}: only a 2-D convolution takes a stride"
